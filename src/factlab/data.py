@@ -1,0 +1,195 @@
+"""Reading the corpus and question files, the two course datasets, and padding-free batching.
+
+Course contracts kept: `CharCorruptionDataset(data, block_size)` and `NameDataset(pretraining_dataset, data)`
+expose `stoi`/`itos`, and `ds[i]` returns (x, y) LongTensors padded to block_size - 1.
+The trainer does not use `ds[i]`: it asks for unpadded examples (`ds.example(i, rng)`) and pads each batch
+only to its longest member, so no compute goes to padding.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import FactlabError
+from .vocab import MASK_CHAR, PAD_CHAR, PAD_ID, Vocab
+
+
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 file; a missing, unreadable or empty file raises FactlabError naming it."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise FactlabError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FactlabError(f"{path}: is a directory, expected a text file") from None
+    except UnicodeDecodeError as err:
+        raise FactlabError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise FactlabError(f"{path}: cannot read ({err.strerror})") from None
+    if not text.strip():
+        raise FactlabError(f"{path}: file is empty")
+    return text
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    answer: str | None  # None for question-only files such as birth_test_inputs.tsv
+    where: str  # "file:line", for error messages
+
+
+def parse_questions(text: str, source: str, require_answers: bool = True, drop_non_ascii: bool = False) -> list[Question]:
+    """Parse `QUESTION<TAB>ANSWER` lines (or question-only lines when answers are not required).
+
+    Non-ASCII policy: characters are kept by default, because wiki.txt spells names with them ("Zürich") and the
+    gold answers keep them too. `drop_non_ascii` reproduces the course's NameDataset, which silently drops them.
+    """
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start an empty one
+    questions = []
+    for number, line in enumerate(lines, start=1):
+        where = f"{source}:{number}"
+        line = line.removesuffix("\r")
+        if drop_non_ascii:
+            line = line.encode("ascii", errors="ignore").decode("ascii")
+        fields = line.split("\t")
+        if not line.strip():
+            raise FactlabError(f"{where}: empty line")
+        if len(fields) > 2:
+            raise FactlabError(f"{where}: expected QUESTION<TAB>ANSWER, found {len(fields) - 1} tabs")
+        if require_answers and len(fields) == 1:
+            raise FactlabError(f"{where}: no tab; expected QUESTION<TAB>ANSWER")
+        for special in (PAD_CHAR, MASK_CHAR):
+            if special in line:
+                raise FactlabError(f"{where}: contains the reserved character {special!r}")
+        question, answer = fields[0], (fields[1] if len(fields) == 2 else None)
+        if not question.strip() or answer is not None and not answer.strip():
+            raise FactlabError(f"{where}: empty question or answer")
+        questions.append(Question(question, answer, where))
+    if not questions:
+        raise FactlabError(f"{source}: no questions")
+    has_answer = {q.answer is not None for q in questions}
+    if len(has_answer) > 1:
+        first = next(q for q in questions if (q.answer is None) != (questions[0].answer is None))
+        raise FactlabError(f"{first.where}: some lines have an answer and some do not")
+    return questions
+
+
+def pad(ids: list[int], length: int) -> torch.Tensor:
+    return torch.tensor(ids + [PAD_ID] * (length - len(ids)), dtype=torch.long)
+
+
+class CharCorruptionDataset:
+    """Span corruption for pretraining: a document becomes `prefix ⁇ suffix ⁇ masked`.
+
+    Each draw truncates the document to a random length in [4, int(block_size * 7/8)] (shorter documents are kept
+    whole), masks a random span of 1..n//2 characters (n/4 on average) and moves it to the end. The model learns to
+    fill in the span, which is the same shape of task as answering `question ⁇ answer ⁇`.
+    """
+
+    def __init__(self, data: str, block_size: int, seed: int | None = None, source: str = "corpus"):
+        if block_size < 9:  # below 9, int(7/8 * block_size) characters and two ⁇ overflow the block
+            raise FactlabError(f"block size {block_size} is too small for span corruption (at least 9)")
+        self.block_size = block_size
+        self.vocab = Vocab.from_text(data, source)
+        self.stoi, self.itos = self.vocab.stoi, dict(enumerate(self.vocab.itos))
+        self.vocab_size = len(self.vocab)
+        self.PAD_CHAR, self.MASK_CHAR = PAD_CHAR, MASK_CHAR
+        # Blank lines (the file's trailing newline) are not documents: they would teach nothing.
+        self.data = [line for line in data.split("\n") if line.strip()]
+        self.rng = random.Random(seed)  # used only by __getitem__; the trainer passes its own generator
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def corrupt(self, document: str, rng: random.Random) -> str:
+        n = min(len(document), rng.randint(4, int(self.block_size * 7 / 8)))
+        truncated = document[:n]
+        masked_len = rng.randint(1, max(1, n // 2))
+        start = rng.randint(0, n - masked_len)
+        prefix, masked, suffix = truncated[:start], truncated[start : start + masked_len], truncated[start + masked_len :]
+        return prefix + MASK_CHAR + suffix + MASK_CHAR + masked
+
+    def example(self, idx: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unpadded (x, y) for one fresh corruption of document idx."""
+        ids = torch.tensor(self.vocab.encode(self.corrupt(self.data[idx], rng)), dtype=torch.long)
+        return ids[:-1], ids[1:]
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.vocab.encode(self.corrupt(self.data[idx], self.rng))
+        s = pad(s, self.block_size)
+        return s[:-1], s[1:]
+
+
+class NameDataset:
+    """Finetuning: x = `question⁇answer⁇`, y shifted by one with PAD over the question, so loss falls only on
+    `⁇answer⁇` (PAD targets are ignored by the loss)."""
+
+    def __init__(self, pretraining_dataset: CharCorruptionDataset, data: str, source: str = "questions",
+                 drop_non_ascii: bool = False):
+        self.block_size = pretraining_dataset.block_size
+        self.vocab = pretraining_dataset.vocab
+        self.stoi, self.itos = pretraining_dataset.stoi, pretraining_dataset.itos
+        self.PAD_CHAR, self.MASK_CHAR = PAD_CHAR, MASK_CHAR
+        self.questions = parse_questions(data, source, require_answers=True, drop_non_ascii=drop_non_ascii)
+        self.data = [f"{q.question}\t{q.answer}" for q in self.questions]
+        self._encoded = []
+        for q in self.questions:  # encode once, up front, so a bad line fails before any training starts
+            ids = self.vocab.encode(q.question + MASK_CHAR + q.answer + MASK_CHAR, q.where)
+            if len(ids) > self.block_size:
+                raise FactlabError(f"{q.where}: question and answer are {len(ids)} characters with the two ⁇, "
+                                   f"more than the block size {self.block_size}")
+            self._encoded.append((len(q.question), ids))
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def example(self, idx: int, rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        question_len, ids = self._encoded[idx]
+        x = torch.tensor(ids[:-1], dtype=torch.long)
+        y = torch.tensor(ids[1:], dtype=torch.long)
+        y[: question_len - 1] = PAD_ID
+        return x, y
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        question_len, ids = self._encoded[idx]
+        s = pad(ids, self.block_size)
+        y = s[1:].clone()
+        y[: question_len - 1] = PAD_ID
+        return s[:-1], y
+
+
+def collate(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (x, y) pairs padded with PAD to the longest x of the batch (not to the block size)."""
+    length = max(len(x) for x, _ in examples)
+    xs = torch.full((len(examples), length), PAD_ID, dtype=torch.long)
+    ys = torch.full((len(examples), length), PAD_ID, dtype=torch.long)
+    for row, (x, y) in enumerate(examples):
+        xs[row, : len(x)] = x
+        ys[row, : len(y)] = y
+    return xs, ys
+
+
+def length_grouped_batches(dataset, batch_size: int, rng: random.Random, indices: list[int] | None = None,
+                           window_batches: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of padded batches in which examples of similar length travel together.
+
+    Examples are drawn in random order, sorted by length within windows of `window_batches` batches (so batch
+    membership still changes from epoch to epoch), cut into batches, and the batches shuffled.
+    """
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    rng.shuffle(indices)
+    examples = [dataset.example(i, rng) for i in indices]
+    window = batch_size * window_batches
+    batches = []
+    for start in range(0, len(examples), window):
+        chunk = sorted(examples[start : start + window], key=lambda xy: len(xy[0]))
+        batches += [collate(chunk[i : i + batch_size]) for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches

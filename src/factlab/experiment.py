@@ -1,0 +1,128 @@
+"""The experiment's steps as functions of paths and options: pretrain, finetune, evaluate, London baseline.
+The CLI and the demo both call these; nothing here parses arguments or prints tables."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+
+from . import FactlabError, checkpoint
+from .data import CharCorruptionDataset, NameDataset, parse_questions, read_text
+from .decode import answer_questions, prompt_ids
+from .evaluate import Score, london_baseline, score, write_predictions
+from .model import GPT, GPTConfig
+from .train import TrainConfig, TrainResult, resolve_device, train
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Model sizes asked for on the command line; None means "the checkpoint's, else the course's default"."""
+    block_size: int | None = None
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    bottleneck_dim: int | None = None
+    dropout: float | None = None
+
+    def config(self, variant: str, vocab_size: int, base: GPTConfig | None = None) -> GPTConfig:
+        base = base or GPTConfig(vocab_size=vocab_size, block_size=128, variant=variant)
+        asked = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        try:
+            return replace(base, variant=variant, vocab_size=vocab_size, **asked)
+        except ValueError as err:
+            raise FactlabError(f"model options: {err}") from None
+
+
+def pretraining_dataset(corpus_path, block_size: int) -> CharCorruptionDataset:
+    return CharCorruptionDataset(read_text(corpus_path), block_size, source=str(corpus_path))
+
+
+def check_output_path(path) -> None:
+    """Fail before any work if an output cannot be written there (not after hours of training)."""
+    path = Path(path)
+    if path.is_dir():
+        raise FactlabError(f"{path}: is a directory; give a file path to write")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise FactlabError(f"{path}: {parent} is not a directory")
+
+
+def load_model(params_path, variant: str, corpus_path, options: ModelOptions) -> tuple[GPT, CharCorruptionDataset]:
+    header = checkpoint.read_config(params_path)
+    wanted = options.config(variant, 0, header[0] if header else None)
+    corpus = pretraining_dataset(corpus_path, wanted.block_size)
+    model, _ = checkpoint.load(params_path, replace(wanted, vocab_size=corpus.vocab_size), corpus.vocab)
+    return model, corpus
+
+
+def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptions, seed: int = 0,
+             device: str = "auto", **train_overrides) -> TrainResult:
+    check_output_path(writing_params_path)
+    config = options.config(variant, 0)
+    corpus = pretraining_dataset(corpus_path, config.block_size)
+    config = replace(config, vocab_size=corpus.vocab_size)
+    torch.manual_seed(seed)
+    model = GPT(config)
+    tconf = TrainConfig.course_pretrain(len(corpus), config.block_size, seed=seed, device=device, **train_overrides)
+    return _train_and_save(model, corpus, corpus, tconf, writing_params_path, "pretrain")
+
+
+def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,
+             reading_params_path=None, seed: int = 0, device: str = "auto", drop_non_ascii: bool = False,
+             **train_overrides) -> TrainResult:
+    check_output_path(writing_params_path)
+    torch.manual_seed(seed)
+    if reading_params_path is not None:
+        model, corpus = load_model(reading_params_path, variant, corpus_path, options)
+    else:
+        config = options.config(variant, 0)
+        corpus = pretraining_dataset(corpus_path, config.block_size)
+        model = GPT(replace(config, vocab_size=corpus.vocab_size))
+    questions = NameDataset(corpus, read_text(finetune_corpus_path), source=str(finetune_corpus_path),
+                            drop_non_ascii=drop_non_ascii)
+    tconf = TrainConfig.course_finetune(len(corpus), model.config.block_size, reading_params_path is not None,
+                                        seed=seed, device=device, **train_overrides)
+    return _train_and_save(model, corpus, questions, tconf, writing_params_path, "finetune")
+
+
+def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_path, stage: str) -> TrainResult:
+    result = train(model, dataset, tconf, metrics_path=f"{writing_params_path}.metrics.jsonl")
+    info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict()}
+    checkpoint.save(writing_params_path, model, corpus.vocab, info)
+    return result
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    predictions: list[str]
+    score: Score | None  # None for a file without answers
+
+
+def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, options: ModelOptions,
+             outputs_path=None, device: str = "auto", drop_non_ascii: bool = False) -> Evaluation:
+    if outputs_path is not None:
+        check_output_path(outputs_path)
+    model, corpus = load_model(reading_params_path, variant, corpus_path, options)
+    questions = parse_questions(read_text(eval_corpus_path), str(eval_corpus_path), require_answers=False,
+                                drop_non_ascii=drop_non_ascii)
+    prompts = [prompt_ids(corpus.vocab, q.question, q.where) for q in questions]
+    for q, p in zip(questions, prompts):
+        if len(p) > model.config.block_size:
+            raise FactlabError(f"{q.where}: the question with its ⁇ is {len(p)} characters; the model reads at most "
+                               f"{model.config.block_size}")
+    model.to(resolve_device(device))
+    predictions = answer_questions(model, corpus.vocab, prompts)
+    if outputs_path is not None:
+        write_predictions(outputs_path, predictions)
+    return Evaluation(predictions, score(questions, predictions))
+
+
+def london(eval_corpus_path, outputs_path=None) -> Evaluation:
+    questions = parse_questions(read_text(eval_corpus_path), str(eval_corpus_path), require_answers=False)
+    predictions = london_baseline(questions)
+    if outputs_path is not None:
+        check_output_path(outputs_path)
+        write_predictions(outputs_path, predictions)
+    return Evaluation(predictions, score(questions, predictions))

@@ -1,0 +1,248 @@
+"""The character GPT of the course (minGPT), with three interchangeable attention variants.
+
+Parameter names follow the course's minGPT (tok_emb, pos_emb, blocks.N.attn.key/query/value/proj, blocks.N.mlp.0/2,
+ln_f, head), so a course checkpoint is a state_dict this model loads. Attention is torch's
+`scaled_dot_product_attention` for all three variants: they differ only in what plays the role of queries and keys.
+
+- vanilla: causal multi-head self-attention.
+- synthesizer (2021 handout): per head, softmax(ReLU(X A_i + b1) B_i + b2) (X V_i): the weights are synthesized
+  from each position alone, with no query-key dot product; as SDPA, q = ReLU(X A_i + b1), k = B_iᵀ, bias b2, scale 1.
+- perceiver (2023 handout): a learned basis C of m latents cross-attends to the input (latent i sees inputs <= i),
+  n_layer - 2 ordinary blocks run over the m latents, and every input position attends back to the latents
+  (position j sees latents <= j). All three masks are SDPA's upper-left causal mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .vocab import PAD_ID
+
+VARIANTS = ("vanilla", "synthesizer", "perceiver")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    block_size: int
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 256
+    variant: str = "vanilla"
+    bottleneck_dim: int = 32  # m, the perceiver's number of latents
+    dropout: float = 0.1  # the course's embd, resid and attn dropout
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if self.variant == "perceiver" and self.n_layer < 2:
+            raise ValueError("the perceiver needs n_layer >= 2 (a down- and an up-projection block)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, so that decoding feeds one new token per step.
+
+    Each sequence of the batch is at its own position (questions differ in length): new keys and values are
+    written at each sequence's positions, and a query at position p sees slots <= p only. Slots beyond a
+    sequence's prompt hold padding until generation overwrites them, and are masked until then.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, length: int, device, dtype=torch.float32):
+        shape = (batch_size, config.n_head, length, config.n_embd // config.n_head)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.slots = torch.arange(length, device=device)
+        self.positions = self.mask = None
+
+    def advance(self, positions: torch.Tensor) -> None:
+        """Declare the (B, T) positions of the tokens about to be fed."""
+        self.positions = positions
+        self.mask = (self.slots <= positions[..., None]).unsqueeze(1)  # (B, 1, T, slots)
+
+    def store(self, layer: int, k: torch.Tensor | None, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.positions[:, None, :, None].expand(-1, v.size(1), -1, v.size(3))
+        if k is not None:
+            self.keys[layer].scatter_(2, index, k)
+        self.values[layer].scatter_(2, index, v)
+        return self.keys[layer], self.values[layer]
+
+
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    B, T, C = x.shape
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)  # (B, nh, T, hs)
+
+
+def merge_heads(y: torch.Tensor) -> torch.Tensor:
+    B, nh, T, hs = y.shape
+    return y.transpose(1, 2).reshape(B, T, nh * hs)
+
+
+class CausalAttention(nn.Module):
+    """Multi-head attention of queries from x to keys/values from `context` (x itself for self-attention),
+    under the upper-left causal mask: query i sees context positions <= i."""
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.key = nn.Linear(config.n_embd, config.n_embd)
+        self.query = nn.Linear(config.n_embd, config.n_embd)
+        self.value = nn.Linear(config.n_embd, config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.resid_drop = nn.Dropout(config.dropout)
+        self.n_head, self.dropout, self.layer = config.n_head, config.dropout, layer
+
+    def forward(self, x, context=None, cache: KVCache | None = None):
+        context = x if context is None else context
+        q = split_heads(self.query(x), self.n_head)
+        k = split_heads(self.key(context), self.n_head)
+        v = split_heads(self.value(context), self.n_head)
+        dropout = self.dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:
+            k, v = cache.store(self.layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.mask, dropout_p=dropout)
+        return self.resid_drop(self.proj(merge_heads(y)))
+
+
+class SynthesizerAttention(nn.Module):
+    """Dense Synthesizer: attention weights from each position alone, softmax(ReLU(X A_i + b1) B_i + b2).
+
+    w1 holds A_i and b1 of all heads; w2[i] is B_i (head_size x block_size); b2 is shared, as in the handout.
+    The course's starter code shares one B among the heads: that is the special case B_i = B (see checkpoint.py).
+    """
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        head_size = config.n_embd // config.n_head
+        self.w1 = nn.Linear(config.n_embd, config.n_embd)
+        self.w2 = nn.Parameter(torch.empty(config.n_head, head_size, config.block_size).uniform_(-0.001, 0.001))
+        self.b2 = nn.Parameter(torch.zeros(config.block_size))
+        self.value = nn.Linear(config.n_embd, config.n_embd)
+        self.proj = nn.Linear(config.n_embd, config.n_embd)
+        self.resid_drop = nn.Dropout(config.dropout)
+        self.n_head, self.dropout, self.layer = config.n_head, config.dropout, layer
+
+    def forward(self, x, context=None, cache: KVCache | None = None):
+        B, T, _ = x.shape
+        q = split_heads(F.relu(self.w1(x)), self.n_head)  # (B, nh, T, hs)
+        v = split_heads(self.value(x), self.n_head)
+        if cache is None:
+            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        else:
+            _, v = cache.store(self.layer, None, v)
+            mask = cache.mask
+        slots = v.size(2)
+        k = self.w2[:, :, :slots].transpose(1, 2).unsqueeze(0).expand(B, -1, -1, -1)  # B_iᵀ as keys
+        bias = self.b2[:slots].masked_fill(~mask, float("-inf"))
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=1.0)
+        return self.resid_drop(self.proj(merge_heads(y)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block. With `context`, its attention reads keys/values from there (perceiver)."""
+
+    def __init__(self, config: GPTConfig, layer: int, attention=CausalAttention):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(config.n_embd)
+        self.ln2 = nn.LayerNorm(config.n_embd)
+        self.attn = attention(config, layer)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.n_embd, 4 * config.n_embd),
+            nn.GELU(),
+            nn.Linear(4 * config.n_embd, config.n_embd),
+            nn.Dropout(config.dropout),
+        )
+
+    def forward(self, x, context=None, cache: KVCache | None = None):
+        h = self.ln1(x)
+        x = x + self.attn(h, None if context is None else self.ln1(context), cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class DownProjectBlock(Block):
+    """Perceiver down-projection: the learned basis C (1 x m x d) cross-attends to the input."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__(config, layer=0)
+        self.C = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, config.bottleneck_dim, config.n_embd)))
+
+    def forward(self, x_input):
+        return super().forward(self.C.expand(x_input.size(0), -1, -1), context=x_input)
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        self.drop = nn.Dropout(config.dropout)
+        if config.variant == "perceiver":
+            self.down_block = DownProjectBlock(config)
+            self.blocks = nn.ModuleList(Block(config, i) for i in range(1, config.n_layer - 1))
+            self.up_block = Block(config, config.n_layer - 1)
+        else:
+            attention = SynthesizerAttention if config.variant == "synthesizer" else CausalAttention
+            self.down_block = self.up_block = None
+            self.blocks = nn.ModuleList(Block(config, i, attention) for i in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd)
+        self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    @property
+    def supports_kv_cache(self) -> bool:
+        # A new input token can change a perceiver latent that later positions read, so decoding recomputes.
+        return self.down_block is None
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
+        """idx (B, T) -> (logits (B, T, vocab), loss or None). With a cache, idx are the tokens at cache.positions."""
+        T = idx.size(1)
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of length {T} is longer than the block size {self.config.block_size}")
+        pos = self.pos_emb[:, :T] if cache is None else self.pos_emb[0, cache.positions]
+        x = self.drop(self.tok_emb(idx) + pos)
+        if self.down_block is None:
+            for block in self.blocks:
+                x = block(x, cache=cache)
+        else:
+            latents = self.down_block(x)
+            for block in self.blocks:
+                latents = block(latents)
+            x = self.up_block(x, context=latents)
+        logits = self.head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=PAD_ID)
+        return logits, loss
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def decay_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(matmul weights, the rest): weight decay applies to the first group only, as in minGPT."""
+        matmul = {id(m.weight) for m in self.modules() if isinstance(m, nn.Linear)}
+        matmul |= {id(m.w2) for m in self.modules() if isinstance(m, SynthesizerAttention)}
+        params = list(self.parameters())
+        return [p for p in params if id(p) in matmul], [p for p in params if id(p) not in matmul]
+

@@ -1,0 +1,141 @@
+"""One trainer for pretraining and finetuning: they differ only in dataset and hyperparameters.
+
+As in the course: AdamW (betas 0.9/0.95, weight decay on matmul weights only), gradient clipping at 1.0, and a
+learning rate that warms up linearly over `warmup_tokens` and then decays along a cosine to 10% at `final_tokens`
+(it stays at 10% afterwards; the course's formula would rise again). The schedule's clock counts every example as
+block_size - 1 positions, exactly as the course's padded batches did, so the course's warmup and final token
+budgets keep their meaning even though factlab never computes on padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .data import length_grouped_batches
+from .model import GPT
+from .vocab import PAD_ID
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int
+    batch_size: int
+    learning_rate: float
+    final_tokens: int
+    warmup_tokens: int = 512 * 20
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    grad_norm_clip: float = 1.0
+    seed: int = 0
+    max_minutes: float | None = None
+    device: str = "cpu"
+
+    @classmethod
+    def course_pretrain(cls, n_documents: int, block_size: int, **overrides) -> TrainConfig:
+        return cls(**{"max_epochs": 650, "batch_size": 128, "learning_rate": 6e-3,
+                      "final_tokens": 200 * n_documents * block_size, **overrides})
+
+    @classmethod
+    def course_finetune(cls, n_documents: int, block_size: int, pretrained: bool, **overrides) -> TrainConfig:
+        # The course's finetuning reuses the pretraining corpus's final_tokens, so its rate barely decays.
+        return cls(**{"max_epochs": 10 if pretrained else 75, "batch_size": 256, "learning_rate": 6e-4,
+                      "final_tokens": 200 * n_documents * block_size, **overrides})
+
+
+def learning_rate(config: TrainConfig, tokens: int) -> float:
+    if tokens < config.warmup_tokens:
+        return config.learning_rate * tokens / max(1, config.warmup_tokens)
+    progress = min(1.0, (tokens - config.warmup_tokens) / max(1, config.final_tokens - config.warmup_tokens))
+    return config.learning_rate * max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs_done: float
+    tokens: int  # non-PAD input tokens processed
+    seconds: float
+    final_loss: float
+    stopped_early: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def epochs_of_batches(dataset, config: TrainConfig, rng: random.Random):
+    """(epoch, x, y) for every batch of every epoch; each epoch draws fresh corruptions and a fresh order."""
+    for epoch in range(1, config.max_epochs + 1):
+        for x, y in length_grouped_batches(dataset, config.batch_size, rng):
+            yield epoch, x, y
+
+
+def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | None = None,
+          progress: bool | None = None) -> TrainResult:
+    """Train `model` in place on `dataset` (anything with __len__ and example(i, rng) -> unpadded (x, y)).
+
+    Per-step metrics stream to `metrics_path` (JSONL, flushed each step so `tail -f` follows a run). `max_minutes`
+    stops after the step that crosses it; the caller saves the model either way. The progress bar shows itself on
+    a terminal only unless `progress` says otherwise.
+    """
+    device = resolve_device(config.device)
+    model.to(device).train()
+    decay, no_decay = model.decay_parameters()
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate, betas=config.betas,
+    )
+    rng = random.Random(config.seed)  # corruption draws and batch order; torch's generator drives dropout
+    positions_per_example = model.config.block_size - 1
+    schedule_tokens = tokens = steps = 0
+    loss_value = float("nan")
+    steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
+    start = time.perf_counter()
+    deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
+    stopped_early = False
+    with (open(metrics_path, "w", encoding="utf-8") if metrics_path else contextlib.nullcontext()) as metrics, \
+            tqdm(total=config.max_epochs * steps_per_epoch, disable=None if progress is None else not progress,
+                 unit="step", dynamic_ncols=True) as bar:
+        for epoch, x, y in epochs_of_batches(dataset, config, rng):
+            schedule_tokens += len(x) * positions_per_example
+            lr = learning_rate(config, schedule_tokens)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = x.to(device), y.to(device)
+            _, loss = model(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
+            optimizer.step()
+
+            steps += 1
+            tokens += int((x != PAD_ID).sum())
+            loss_value = loss.item()
+            elapsed = time.perf_counter() - start
+            if metrics is not None:
+                metrics.write(json.dumps({"step": steps, "epoch": epoch, "loss": round(loss_value, 5), "lr": lr,
+                                          "tokens": tokens, "elapsed_s": round(elapsed, 3)}) + "\n")
+                metrics.flush()
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens / elapsed:,.0f}")
+            bar.update()
+            if time.perf_counter() > deadline:
+                stopped_early = True
+                break
+    model.eval()
+    return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
+                       seconds=round(time.perf_counter() - start, 2), final_loss=loss_value,
+                       stopped_early=stopped_early)

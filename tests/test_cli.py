@@ -1,0 +1,217 @@
+"""The `factlab` command end to end on a tiny synthetic corpus, through factlab.cli.main([...]):
+pretrain -> finetune -> evaluate for every variant, the London baseline, and one-line errors that leave
+existing outputs untouched."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+
+import pytest
+
+from conftest import tiny_corpus
+from factlab import checkpoint
+from factlab.cli import main
+
+TINY = ["--block_size", "128", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--device", "cpu"]
+TRAIN = ["--max_epochs", "1", "--batch_size", "32"]
+SCORE = re.compile(r"^Correct: (\d+) out of (\d+): ([0-9.]+)%$")
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def quiet(*args) -> int:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main([str(a) for a in args])
+
+
+def variant_options(variant: str) -> list[str]:
+    return ["--bottleneck_dim", "8"] if variant == "perceiver" else []
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Corpus files plus a pretrained and a finetuned vanilla checkpoint, made once for the module."""
+    root = tmp_path_factory.mktemp("cli")
+    files = tiny_corpus().write(root / "data")
+    files["pre"], files["ft"] = root / "pre.params", root / "ft.params"
+    assert quiet("pretrain", "vanilla", files["wiki"], "--writing_params_path", files["pre"], *TINY, *TRAIN) == 0
+    assert quiet("finetune", "vanilla", files["wiki"], "--reading_params_path", files["pre"],
+                 "--finetune_corpus_path", files["train"], "--writing_params_path", files["ft"],
+                 *TINY, "--max_epochs", "2", "--batch_size", "32") == 0
+    return files
+
+
+def n_lines(path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_pretrain_writes_checkpoint_and_metrics(tmp_path, work, capsys):
+    """pretrain reports its steps, writes the checkpoint and PARAMS.metrics.jsonl beside it; stderr stays empty."""
+    params = tmp_path / "p.params"
+    code, out, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", params, *TINY, *TRAIN)
+    assert code == 0 and err == ""
+    assert out.startswith("pretrain: 2 steps") and str(params) in out
+    config, _, info = checkpoint.read_config(params)
+    assert (config.variant, config.n_layer, config.n_embd, config.block_size) == ("vanilla", 2, 32, 128)
+    assert info["stage"] == "pretrain" and info["train"]["max_epochs"] == 1
+    metrics = tmp_path / "p.params.metrics.jsonl"
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2]
+
+
+def test_evaluate_dev_prints_course_score(tmp_path, work, capsys):
+    """evaluate prints 'Correct: C out of N: P%' with N the dev questions and writes N prediction lines."""
+    outputs = tmp_path / "dev.predictions"
+    code, out, err = run(capsys, "evaluate", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
+                         "--eval_corpus_path", work["dev"], "--outputs_path", outputs, "--device", "cpu")
+    assert code == 0 and err == ""
+    match = SCORE.match(out.strip())
+    assert match, out
+    correct, total, percent = int(match[1]), int(match[2]), float(match[3])
+    assert total == n_lines(work["dev"]) == n_lines(outputs)
+    assert 0 <= correct <= total and percent == pytest.approx(100 * correct / total)
+    gold = [line.split("\t")[1] for line in work["dev"].read_text().splitlines()]
+    predictions = outputs.read_text(encoding="utf-8").splitlines()
+    assert correct == sum(g == p for g, p in zip(gold, predictions))
+    assert work["ft"].with_name("ft.params.metrics.jsonl").is_file()
+
+
+def test_evaluate_test_inputs_without_answers(tmp_path, work, capsys):
+    """A question-only file is answered and written, with the no-targets message instead of a score."""
+    outputs = tmp_path / "test.predictions"
+    code, out, err = run(capsys, "evaluate", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
+                         "--eval_corpus_path", work["test"], "--outputs_path", outputs, "--device", "cpu")
+    assert code == 0 and err == ""
+    assert "No gold birth places provided" in out and "nothing to score" in out and str(outputs) in out
+    assert n_lines(outputs) == n_lines(work["test"])
+
+
+def test_london_baseline(tmp_path, work, capsys):
+    """london prints the course line with the number of gold answers that are exactly 'London'."""
+    dev = tmp_path / "dev_with_london.tsv"  # the tiny dev split has no Londoner: add a few (and a near miss)
+    dev.write_text(work["dev"].read_text() + "Where was Ab born?\tLondon\nWhere was Cd born?\tLondon\n"
+                   "Where was Ef born?\tNew London\nWhere was Gh born?\tLondon\n", encoding="utf-8")
+    gold = [line.split("\t")[1] for line in dev.read_text().splitlines()]
+    outputs = tmp_path / "london.predictions"
+    code, out, err = run(capsys, "london", "--eval_corpus_path", dev, "--outputs_path", outputs)
+    assert code == 0 and err == ""
+    expected = gold.count("London")
+    assert expected == 3
+    assert out.strip() == f"Correct: {expected} out of {len(gold)}: {100.0 * expected / len(gold)}%"
+    assert outputs.read_text().splitlines() == ["London"] * len(gold)
+
+
+def test_finetune_from_scratch(tmp_path, corpus_files, capsys):
+    """finetune without --reading_params_path trains a fresh model on the questions."""
+    params = tmp_path / "scratch.params"
+    code, out, err = run(capsys, "finetune", "vanilla", corpus_files["wiki"], "--finetune_corpus_path",
+                         corpus_files["train"], "--writing_params_path", params, *TINY, *TRAIN)
+    assert code == 0 and err == "" and out.startswith("finetune: 2 steps")
+    assert checkpoint.read_config(params)[2]["stage"] == "finetune"
+    assert (tmp_path / "scratch.params.metrics.jsonl").is_file()
+
+
+@pytest.mark.parametrize("variant", ["synthesizer", "perceiver"])
+def test_variant_end_to_end(tmp_path, work, capsys, variant):
+    """pretrain -> finetune -> evaluate works for the other two variants (perceiver with 8 latents)."""
+    pre, ft, outputs = tmp_path / "pre.params", tmp_path / "ft.params", tmp_path / "dev.predictions"
+    extra = variant_options(variant)
+    assert run(capsys, "pretrain", variant, work["wiki"], "--writing_params_path", pre, *TINY, *extra,
+               *TRAIN)[0] == 0
+    assert run(capsys, "finetune", variant, work["wiki"], "--reading_params_path", pre, "--finetune_corpus_path",
+               work["train"], "--writing_params_path", ft, *TINY, *TRAIN)[0] == 0
+    code, out, err = run(capsys, "evaluate", variant, work["wiki"], "--reading_params_path", ft,
+                         "--eval_corpus_path", work["dev"], "--outputs_path", outputs, "--device", "cpu")
+    assert code == 0 and err == "" and SCORE.match(out.strip())
+    assert n_lines(outputs) == n_lines(work["dev"])
+    assert checkpoint.read_config(ft)[0].variant == variant
+
+
+# ---------------------------------------------------------------- errors
+
+
+def bad_file(tmp_path, name, text=None, data=None):
+    path = tmp_path / name
+    path.write_bytes(data if data is not None else text.encode("utf-8"))
+    return path
+
+
+ERROR_CASES = {
+    # name: (builder(tmp_path, work) -> (args, path the message must name), output flag the case protects)
+    "malformed tsv line": lambda t, w: (
+        ["finetune", "vanilla", w["wiki"], "--finetune_corpus_path",
+         bad_file(t, "bad.tsv", "Where was Ab born?\tParis\nWhere was Cd born? Oslo\n"), *TINY, *TRAIN],
+        f"{t / 'bad.tsv'}:2", "--writing_params_path"),
+    "unknown character in tsv": lambda t, w: (
+        ["finetune", "vanilla", w["wiki"], "--finetune_corpus_path",
+         bad_file(t, "bad.tsv", "Where was Ab born?\tParis\nWhere was Zoë born?\tOslo\n"), *TINY, *TRAIN],
+        f"{t / 'bad.tsv'}:2", "--writing_params_path"),
+    "empty wiki": lambda t, w: (
+        ["pretrain", "vanilla", bad_file(t, "empty.txt", ""), *TINY, *TRAIN], str(t / "empty.txt"),
+        "--writing_params_path"),
+    "missing wiki": lambda t, w: (
+        ["pretrain", "vanilla", t / "missing.txt", *TINY, *TRAIN], str(t / "missing.txt"), "--writing_params_path"),
+    "non-utf8 tsv": lambda t, w: (
+        ["finetune", "vanilla", w["wiki"], "--finetune_corpus_path", bad_file(t, "latin1.tsv", data=b"Z\xfcrich\tX\n"),
+         *TINY, *TRAIN], str(t / "latin1.tsv"), "--writing_params_path"),
+    "missing eval file": lambda t, w: (
+        ["evaluate", "vanilla", w["wiki"], "--reading_params_path", w["ft"], "--eval_corpus_path",
+         t / "missing.tsv", "--device", "cpu"], str(t / "missing.tsv"), "--outputs_path"),
+    "missing checkpoint": lambda t, w: (
+        ["evaluate", "vanilla", w["wiki"], "--reading_params_path", t / "missing.params", "--eval_corpus_path",
+         w["dev"], "--device", "cpu"], str(t / "missing.params"), "--outputs_path"),
+    "checkpoint of another variant": lambda t, w: (
+        ["evaluate", "synthesizer", w["wiki"], "--reading_params_path", w["ft"], "--eval_corpus_path", w["dev"],
+         "--device", "cpu"], str(w["ft"]), "--outputs_path"),
+    "checkpoint of another size": lambda t, w: (
+        ["evaluate", "vanilla", w["wiki"], "--reading_params_path", w["ft"], "--eval_corpus_path", w["dev"],
+         "--n_layer", "3", "--device", "cpu"], str(w["ft"]), "--outputs_path"),
+    "finetune from a checkpoint of another variant": lambda t, w: (
+        ["finetune", "perceiver", w["wiki"], "--reading_params_path", w["pre"], "--finetune_corpus_path",
+         w["train"], *TRAIN], str(w["pre"]), "--writing_params_path"),
+    "truncated checkpoint": lambda t, w: (
+        ["evaluate", "vanilla", w["wiki"], "--reading_params_path",
+         bad_file(t, "cut.params", data=w["ft"].read_bytes()[:5000]), "--eval_corpus_path", w["dev"],
+         "--device", "cpu"], str(t / "cut.params"), "--outputs_path"),
+}
+
+
+@pytest.mark.parametrize("case", ERROR_CASES)
+def test_errors_are_one_line_and_leave_outputs_alone(tmp_path, work, capsys, case):
+    """Exit code 2, exactly one stderr line 'factlab: error: ...' naming the file, no traceback, nothing on
+    stdout, and the existing output file byte-identical (no metrics file or temp file appears)."""
+    args, named, output_flag = ERROR_CASES[case](tmp_path, work)
+    output = tmp_path / "existing.out"
+    output.write_bytes(b"precious \xe2\x9c\x93 contents\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, *args, output_flag, output)
+    assert code == 2
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("factlab: error: ") and named in err, err
+    assert "Traceback" not in err
+    assert output.read_bytes() == b"precious \xe2\x9c\x93 contents\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_output_path_is_a_directory(tmp_path, work, capsys):
+    """Writing the checkpoint to a directory fails before any training, naming the path."""
+    code, _, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", tmp_path, *TINY, *TRAIN)
+    assert code == 2 and err.startswith("factlab: error: ") and str(tmp_path) in err and err.count("\n") == 1
+
+
+def test_evaluate_question_longer_than_block_size(tmp_path, work, capsys):
+    """A question longer than the model's block size does not crash the command."""
+    long_question = "Where was " + "Odrel Vasketh " * 10 + "born?"
+    questions = bad_file(tmp_path, "long.tsv", f"{long_question}\tParis\n" + work["dev"].read_text())
+    code, _, err = run(capsys, "evaluate", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
+                       "--eval_corpus_path", questions, "--device", "cpu")
+    assert code == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and f"{questions}:1:" in err and "reads at most" in err

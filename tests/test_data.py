@@ -1,0 +1,306 @@
+"""factlab.data: the course's dataset contracts (vocabulary, span corruption, NameDataset), batching, bad input."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from factlab import FactlabError
+from factlab.data import (CharCorruptionDataset, NameDataset, collate, length_grouped_batches, parse_questions,
+                          read_text)
+from factlab.synthetic import generate
+
+PAD, MASK = "\u25a1", "\u2047"
+LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ .,'-"
+WIKI = "Ab Cd was born in Paris .\nEf Gh was born in Zürich and lives in Oslo .\nWhere? Here .\n"
+PROPERTY = settings(max_examples=30, deadline=None)
+
+
+def decode(ds, ids) -> str:
+    return "".join(ds.itos[int(i)] for i in ids)
+
+
+def split_corruption(ds, x, y):
+    """Check the (x, y) invariants shared by every draw and return (prefix, suffix, masked, n_pads)."""
+    assert x.dtype == y.dtype == torch.long
+    assert x.shape == y.shape == (ds.block_size - 1,)
+    assert torch.equal(x[1:], y[:-1]), "y must be x shifted by one"
+    s = decode(ds, x) + ds.itos[int(y[-1])]
+    body = s.rstrip(PAD)
+    assert PAD not in body, "padding only at the end"
+    assert body.count(MASK) == 2, "exactly two ⁇ before the padding"
+    prefix, suffix, masked = body.split(MASK)
+    return prefix, suffix, masked, len(s) - len(body)
+
+
+# ---------------------------------------------------------------- vocabulary and documents
+
+
+def test_vocabulary_contract():
+    """id 0 = □ (PAD), id 1 = ⁇ (MASK), ids 2.. the sorted distinct characters (newline included), stoi/itos inverse."""
+    ds = CharCorruptionDataset(WIKI, 32)
+    assert ds.itos[0] == PAD and ds.stoi[PAD] == 0
+    assert ds.itos[1] == MASK and ds.stoi[MASK] == 1
+    assert [ds.itos[i] for i in range(2, ds.vocab_size)] == sorted(set(WIKI))
+    assert ds.vocab_size == len(set(WIKI)) + 2 == len(ds.stoi) == len(ds.itos)
+    assert all(ds.itos[i] == ch for ch, i in ds.stoi.items())
+
+
+def test_documents_are_the_nonempty_lines():
+    """Blank and whitespace-only lines (including the final newline) are not documents."""
+    ds = CharCorruptionDataset("first doc\n\nsecond one\n   \nthird\n", 32)
+    assert ds.data == ["first doc", "second one", "third"]
+    assert len(ds) == 3
+
+
+# ---------------------------------------------------------------- span corruption
+
+
+@PROPERTY
+@given(docs=st.lists(st.text(LETTERS, min_size=1, max_size=80).filter(str.strip), min_size=1, max_size=5),
+       block_size=st.sampled_from([16, 24, 32, 64]), seed=st.integers(0, 10**6))
+def test_corruption_shape(docs, block_size, seed):
+    """ds[i] decodes to prefix⁇suffix⁇masked + PADs, prefix+masked+suffix a truncation of the document of
+    length in [4, int(bs*7/8)] (or the whole document when shorter), masked non-empty."""
+    ds = CharCorruptionDataset("\n".join(docs) + "\n", block_size, seed=seed)
+    high = int(block_size * 7 / 8)
+    for i, doc in enumerate(ds.data):
+        for _ in range(3):
+            prefix, suffix, masked, n_pads = split_corruption(ds, *ds[i])
+            truncated = prefix + masked + suffix
+            n = len(truncated)
+            assert doc.startswith(truncated)
+            assert n <= high and (n >= 4 or n == len(doc))
+            assert len(masked) >= 1
+            assert n + 2 + n_pads == block_size
+
+
+def test_truncation_lengths_cover_range_and_mask_ratio_about_a_quarter():
+    """Over many draws of a long document every truncation length in [4, 28] (block_size 32) occurs, and the
+    masked span is 1/4 of the truncated document on average."""
+    doc = "".join(random.Random(1).choice(LETTERS.strip()) for _ in range(200))
+    ds = CharCorruptionDataset(doc + "\n", 32, seed=0)
+    lengths, ratios = Counter(), []
+    for _ in range(2000):
+        prefix, suffix, masked, _ = split_corruption(ds, *ds[0])
+        n = len(prefix) + len(masked) + len(suffix)
+        assert doc.startswith(prefix + masked + suffix)
+        lengths[n] += 1
+        ratios.append(len(masked) / n)
+    assert set(lengths) == set(range(4, 29))
+    assert 0.2 <= sum(ratios) / len(ratios) <= 0.3
+
+
+def test_corruption_is_deterministic_given_seed():
+    """Same seed -> the same sequence of draws; another seed -> different draws."""
+    text = "".join(random.Random(2).choice(LETTERS) for _ in range(300)) + "\nshort doc here\n"
+
+    def draws(seed):
+        ds = CharCorruptionDataset(text, 32, seed=seed)
+        return [tuple(ds[i % 2][0].tolist()) for i in range(20)]
+
+    assert draws(7) == draws(7)
+    assert draws(7) != draws(8)
+
+
+def test_example_is_the_unpadded_draw():
+    """example(i, rng) gives the same corruption as ds[i] with the same generator state, without the padding."""
+    text = "".join(random.Random(3).choice(LETTERS) for _ in range(100)) + "\n"
+    ds = CharCorruptionDataset(text, 32, seed=5)
+    x_pad, y_pad = ds[0]
+    x, y = ds.example(0, random.Random(5))
+    assert torch.equal(x_pad[: len(x)], x) and torch.equal(y_pad[: len(y)], y)
+    assert x_pad[len(x)] == y[-1]  # the unpadded x stops one short of the last character
+    assert (x_pad[len(x) + 1:] == 0).all() and (y_pad[len(y):] == 0).all()
+    assert 0 not in x.tolist()
+
+
+def test_small_block_size_still_gives_block_minus_one():
+    """The (x, y) length contract holds down to the smallest block size span corruption fits (9); below, an error."""
+    ds = CharCorruptionDataset("abcdefghijklmnopqrstuvwxyz\n", 9, seed=0)
+    assert {len(ds[0][0]) for _ in range(50)} == {8}
+    with pytest.raises(FactlabError, match="block size 8 is too small"):
+        CharCorruptionDataset("abcdefghijklmnopqrstuvwxyz\n", 8, seed=0)
+
+
+# ---------------------------------------------------------------- NameDataset
+
+
+@pytest.fixture(scope="module")
+def wiki_ds():
+    return CharCorruptionDataset(WIKI, 64)
+
+
+@PROPERTY
+@given(question=st.text("abcdefGhPW ?", min_size=1, max_size=30).filter(str.strip),
+       answer=st.text("abcdefPZ", min_size=1, max_size=20))
+def test_name_dataset_layout(wiki_ds, question, answer):
+    """The course's s = question⁇answer⁇ + PADs (block_size chars): x is s[:-1] up to the closing ⁇, y is PAD
+    over the first len(question)-1 positions and s shifted elsewhere, so the non-PAD targets decode to
+    ⁇answer⁇; example(i) is the unpadded version."""
+    ds = NameDataset(wiki_ds, f"{question}\t{answer}\n")
+    x, y = ds[0]
+    assert x.shape == y.shape == (63,) and x.dtype == y.dtype == torch.long
+    full = question + MASK + answer + MASK
+    s = (full + PAD * 64)[:64]
+    q = len(question)
+    assert decode(ds, x)[: len(full) - 1] == full[:-1]
+    assert decode(ds, y) == PAD * (q - 1) + s[q:]
+    assert torch.equal(y[q - 1: len(full) - 2], x[q: len(full) - 1])  # x shifted, where y is not PAD
+    assert decode(ds, y[y != 0]) == MASK + answer + MASK
+    ux, uy = ds.example(0)
+    assert len(ux) == len(uy) == len(full) - 1
+    assert torch.equal(ux, x[: len(ux)]) and torch.equal(uy, y[: len(uy)])
+    assert (uy[: q - 1] == 0).all() and (uy[q - 1:] != 0).all()
+
+
+def test_name_dataset_padded_x_is_course_string(wiki_ds):
+    """ds[i]'s x is exactly (question⁇answer⁇ + PADs)[:-1], as in the course."""
+    ds = NameDataset(wiki_ds, "Where was Ab born?\tParis\n")
+    s = ("Where was Ab born?" + MASK + "Paris" + MASK + PAD * 64)[:64]
+    assert decode(ds, ds[0][0]) == s[:-1]
+
+
+def test_name_dataset_keeps_course_attributes(wiki_ds):
+    """The course's attributes: stoi/itos/block_size shared with the pretraining dataset, data lines kept."""
+    ds = NameDataset(wiki_ds, "Where was Ab born?\tParis\nWhere was Ef born?\tZürich\n")
+    assert ds.stoi is wiki_ds.stoi and ds.itos is wiki_ds.itos and ds.block_size == 64
+    assert len(ds) == 2 and ds.data[1] == "Where was Ef born?\tZürich"
+
+
+def test_non_ascii_kept_by_default_and_dropped_on_request(wiki_ds):
+    """Default keeps 'ü'; drop_non_ascii reproduces the course and drops it."""
+    line = "Where was Ef born?\tZürich\n"
+    kept = NameDataset(wiki_ds, line)
+    dropped = NameDataset(wiki_ds, line, drop_non_ascii=True)
+    assert decode(kept, kept.example(0)[0]) == "Where was Ef born?" + MASK + "Zürich"
+    assert decode(dropped, dropped.example(0)[0]) == "Where was Ef born?" + MASK + "Zrich"
+    assert parse_questions(line, "f")[0].answer == "Zürich"
+    assert parse_questions(line, "f", drop_non_ascii=True)[0].answer == "Zrich"
+
+
+# ---------------------------------------------------------------- batching
+
+
+def test_collate_pads_to_longest_in_batch():
+    """collate pads with PAD to the longest example of the batch, not to the block size."""
+    examples = [(torch.tensor([5, 6, 7]), torch.tensor([6, 7, 8])), (torch.tensor([9]), torch.tensor([3])),
+                (torch.tensor([4, 4, 4, 4, 4]), torch.tensor([0, 0, 4, 4, 1]))]
+    xs, ys = collate(examples)
+    assert xs.shape == ys.shape == (3, 5)
+    assert xs.tolist() == [[5, 6, 7, 0, 0], [9, 0, 0, 0, 0], [4, 4, 4, 4, 4]]
+    assert ys.tolist() == [[6, 7, 8, 0, 0], [3, 0, 0, 0, 0], [0, 0, 4, 4, 1]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 6, 8, 64])
+def test_length_grouped_batches_cover_each_example_once(finetune_ds, batch_size):
+    """Every example appears exactly once per epoch, each batch is padded only to its own longest member,
+    and (one window covers the dataset here) batches hold contiguous, non-overlapping length ranges."""
+    batches = length_grouped_batches(finetune_ds, batch_size, random.Random(0))
+    expected = Counter(tuple(finetune_ds.example(i)[0].tolist()) for i in range(len(finetune_ds)))
+    seen, ranges = Counter(), []
+    for xs, ys in batches:
+        assert xs.shape == ys.shape and len(xs) <= batch_size
+        lengths = (xs != 0).sum(1)
+        assert xs.size(1) == int(lengths.max())
+        for row, n in zip(xs, lengths):
+            assert (row[n:] == 0).all()
+            seen[tuple(row[:n].tolist())] += 1
+        ranges.append((int(lengths.min()), int(lengths.max())))
+    assert seen == expected
+    assert sum(len(xs) for xs, _ in batches) == len(finetune_ds)
+    ranges.sort()
+    assert all(hi <= next_lo for (_, hi), (next_lo, _) in zip(ranges, ranges[1:]))
+
+
+def test_length_grouped_batches_pretraining_epoch(pretrain_ds):
+    """For span corruption too: one row per document per epoch, rows start with their document's text or ⁇."""
+    rng = random.Random(0)
+    batches = length_grouped_batches(pretrain_ds, 16, rng)
+    assert sum(len(xs) for xs, _ in batches) == len(pretrain_ds)
+    for xs, ys in batches:
+        assert torch.equal(xs[:, 1:][xs[:, 1:] != 0], ys[:, :-1][xs[:, 1:] != 0])
+        assert ((xs == 1).sum(1) >= 1).all()  # the first ⁇ is always in x
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("Where was Ab born?\tParis\nWhere was Ef born? Oslo\n", 2, "tab"),
+    ("Where was Ab born?\tParis\nWhere was Ef\tborn?\tOslo\n", 2, "tabs"),
+    ("Where was Ab born?\tParis\n\nWhere was Ef born?\tOslo\n", 2, "empty"),
+    ("Where was Ab born?\tParis\nWhere was Ef born?\t \n", 2, "empty"),
+])
+def test_malformed_question_lines_name_file_and_line(wiki_ds, text, line, words):
+    """A line without a tab, with two tabs, empty, or with an empty answer -> FactlabError 'file:LINE: ...'."""
+    with pytest.raises(FactlabError, match=f"train.tsv:{line}:.*{words}"):
+        parse_questions(text, "train.tsv")
+    with pytest.raises(FactlabError, match=f"train.tsv:{line}:"):
+        NameDataset(wiki_ds, text, source="train.tsv")
+
+
+def test_mixed_answered_and_unanswered_lines(wiki_ds):
+    """Question-only files are allowed for evaluation, but not mixed with answered lines."""
+    assert parse_questions("Where was Ab born?\n", "t.tsv", require_answers=False)[0].answer is None
+    with pytest.raises(FactlabError, match="t.tsv:2:"):
+        parse_questions("Where was Ab born?\tParis\nWhere was Ef born?\n", "t.tsv", require_answers=False)
+
+
+def test_unknown_character_names_line_and_character(wiki_ds):
+    """A character not in the pretraining vocabulary -> FactlabError naming file:LINE and the character."""
+    text = "Where was Ab born?\tParis\nWhere was Zoë born?\tOslo\n"
+    with pytest.raises(FactlabError, match="train.tsv:2:") as err:
+        NameDataset(wiki_ds, text, source="train.tsv")
+    assert "'ë'" in str(err.value)
+
+
+def test_question_longer_than_block_size_rejected():
+    """A question + answer that cannot fit the block -> FactlabError naming the line."""
+    small = CharCorruptionDataset(WIKI, 16)
+    with pytest.raises(FactlabError, match="q.tsv:1:.*block size"):
+        NameDataset(small, "Where was Ab Cd born?\tParis\n", source="q.tsv")
+
+
+def test_reserved_characters_in_question_file_rejected(wiki_ds):
+    """A question containing ⁇ would be indistinguishable from the question/answer separator."""
+    with pytest.raises(FactlabError, match="q.tsv:1:"):
+        NameDataset(wiki_ds, f"Where was Ab{MASK} born?\tParis\n", source="q.tsv")
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "empty"), (b"  \n\n", "empty"), (b"caf\xe9 au lait\n", "UTF-8"),
+])
+def test_read_text_bad_files_name_the_path(tmp_path, content, words):
+    """Empty, whitespace-only or non-UTF-8 files -> FactlabError naming the path."""
+    path = tmp_path / "bad.txt"
+    path.write_bytes(content)
+    with pytest.raises(FactlabError, match=words) as err:
+        read_text(path)
+    assert str(path) in str(err.value)
+
+
+def test_read_text_missing_file_and_directory(tmp_path):
+    for path in (tmp_path / "missing.txt", tmp_path):
+        with pytest.raises(FactlabError) as err:
+            read_text(path)
+        assert str(path) in str(err.value)
+    (tmp_path / "ok.txt").write_text("Zürich\n", encoding="utf-8")
+    assert read_text(tmp_path / "ok.txt") == "Zürich\n"
+
+
+@pytest.mark.parametrize("char", [PAD, MASK])
+def test_reserved_characters_in_corpus_rejected(char):
+    """The corpus may not contain the PAD or MASK character; the error names source:LINE."""
+    with pytest.raises(FactlabError, match="wiki.txt:2:"):
+        CharCorruptionDataset(f"first line\nsecond {char} line\n", 32, source="wiki.txt")
+
+
+def test_raw_synthetic_corpus_questions_encode():
+    """The synthetic question files use only characters of the synthetic wiki (as the real data does)."""
+    corpus = generate(seed=0, n_people=20)
+    NameDataset(CharCorruptionDataset(corpus.wiki, 128), corpus.train)

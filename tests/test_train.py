@@ -1,0 +1,142 @@
+"""factlab.train: the course's learning-rate schedule and hyperparameters, and short real training runs
+(loss goes down, runs repeat bit for bit, metrics file, time limit)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from conftest import make_model, quick_train, tiny_config
+from factlab.data import collate
+from factlab.train import TrainConfig, learning_rate, train
+
+PROPERTY = settings(max_examples=50, deadline=None)
+
+
+def schedule(warmup=1000, final=10_000, lr=6e-3) -> TrainConfig:
+    return TrainConfig(max_epochs=1, batch_size=1, learning_rate=lr, final_tokens=final, warmup_tokens=warmup)
+
+
+def test_schedule_landmarks():
+    """0 at 0 tokens, linear warmup, peak at the end of warmup, 10% at final_tokens and forever after."""
+    config = schedule()
+    assert learning_rate(config, 0) == 0.0
+    assert learning_rate(config, 250) == pytest.approx(6e-3 / 4)
+    assert learning_rate(config, 500) == pytest.approx(6e-3 / 2)
+    assert learning_rate(config, 1000) == pytest.approx(6e-3)
+    assert learning_rate(config, 5500) == pytest.approx(6e-3 * 0.5)  # the cosine's midpoint
+    assert learning_rate(config, 10_000) == pytest.approx(6e-4)
+    for tokens in (10_001, 15_000, 19_000, 10**9):  # the course's formula would rise again here
+        assert learning_rate(config, tokens) == pytest.approx(6e-4)
+
+
+@PROPERTY
+@given(warmup=st.integers(1, 10**5), span=st.integers(1, 10**7), lr=st.floats(1e-6, 1.0),
+       a=st.integers(0, 3 * 10**7), b=st.integers(0, 3 * 10**7))
+def test_schedule_properties(warmup, span, lr, a, b):
+    """Linear in warmup, within [10%, 100%] of the peak after it, and never increasing after warmup."""
+    config = schedule(warmup, warmup + span, lr)
+    lo, hi = sorted((a, b))
+    for tokens in (lo, hi):
+        value = learning_rate(config, tokens)
+        if tokens < warmup:
+            assert value == pytest.approx(lr * tokens / warmup)
+        else:
+            assert 0.1 * lr * (1 - 1e-9) <= value <= lr * (1 + 1e-9)
+    if lo >= warmup:
+        assert learning_rate(config, hi) <= learning_rate(config, lo) * (1 + 1e-12)
+    else:
+        assert learning_rate(config, lo) <= learning_rate(config, min(hi, warmup)) * (1 + 1e-12)
+
+
+def test_course_hyperparameters():
+    """Defaults equal the course's run.py: pretrain 650 epochs, batch 128, lr 6e-3; finetune 75 epochs from
+    scratch or 10 after pretraining, batch 256, lr 6e-4; warmup 512*20 tokens; final 200 * N * block tokens."""
+    pre = TrainConfig.course_pretrain(n_documents=1000, block_size=128)
+    assert (pre.max_epochs, pre.batch_size, pre.learning_rate) == (650, 128, 6e-3)
+    assert (pre.warmup_tokens, pre.final_tokens) == (512 * 20, 200 * 1000 * 128)
+    assert (pre.betas, pre.weight_decay, pre.grad_norm_clip) == ((0.9, 0.95), 0.1, 1.0)
+    for pretrained, epochs in ((False, 75), (True, 10)):
+        fine = TrainConfig.course_finetune(1000, 128, pretrained=pretrained)
+        assert (fine.max_epochs, fine.batch_size, fine.learning_rate) == (epochs, 256, 6e-4)
+        assert (fine.warmup_tokens, fine.final_tokens) == (512 * 20, 200 * 1000 * 128)
+    assert TrainConfig.course_pretrain(10, 64, max_epochs=2, seed=3).max_epochs == 2
+
+
+def dataset_loss(model, dataset) -> float:
+    model.eval()
+    with torch.no_grad():
+        _, loss = model(*collate([dataset.example(i) for i in range(len(dataset))]))
+    return loss.item()
+
+
+def test_training_reduces_loss(finetune_ds, vocab):
+    """A few epochs on the tiny finetuning set lower its loss well below the initial one."""
+    model = make_model(tiny_config(len(vocab)))
+    before = dataset_loss(model, finetune_ds)
+    result = quick_train(model, finetune_ds, epochs=5, batch_size=16)
+    after = dataset_loss(model, finetune_ds)
+    assert result.steps == 5 * 3 and not result.stopped_early
+    assert after < 0.75 * before, (before, after)
+    assert not model.training
+
+
+def test_same_seed_same_parameters(finetune_ds, vocab):
+    """Two runs with the same seeds (model init, batches, dropout) end with identical parameters; another
+    training seed gives different ones."""
+    def run(seed):
+        model = make_model(tiny_config(len(vocab), dropout=0.1), seed=0)
+        quick_train(model, finetune_ds, epochs=1, batch_size=8, seed=seed)
+        return model.state_dict()
+
+    first, second, other = run(0), run(0), run(1)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_metrics_jsonl(tmp_path, finetune_ds, vocab):
+    """One JSON line per step with loss, lr and tokens; tokens count the non-PAD inputs (one epoch = the
+    sum of the example lengths); lr follows the schedule."""
+    model = make_model(tiny_config(len(vocab)))
+    config = TrainConfig(max_epochs=2, batch_size=16, learning_rate=1e-3, final_tokens=10**6,
+                         warmup_tokens=5 * 16 * 63)
+    metrics_path = tmp_path / "run.metrics.jsonl"
+    result = train(model, finetune_ds, config, metrics_path=metrics_path, progress=False)
+    lines = [json.loads(line) for line in metrics_path.read_text().splitlines()]
+    assert len(lines) == result.steps == 6
+    assert [m["step"] for m in lines] == list(range(1, 7))
+    assert all({"loss", "lr", "tokens"} <= m.keys() for m in lines)
+    assert all(m["loss"] > 0 for m in lines)
+    epoch_tokens = sum(len(finetune_ds.example(i)[0]) for i in range(len(finetune_ds)))
+    assert lines[2]["tokens"] == epoch_tokens and lines[-1]["tokens"] == 2 * epoch_tokens == result.tokens
+    assert [m["lr"] for m in lines[:3]] == sorted(m["lr"] for m in lines[:3])  # warming up
+    assert 0 < lines[0]["lr"] < 1e-3
+    assert result.final_loss == pytest.approx(lines[-1]["loss"], abs=1e-4)
+
+
+def test_max_minutes_stops_after_first_step(tmp_path, finetune_ds, vocab):
+    """A tiny time limit stops after the first step, says so, and still writes the metrics."""
+    model = make_model(tiny_config(len(vocab)))
+    config = TrainConfig(max_epochs=50, batch_size=8, learning_rate=1e-3, final_tokens=10**6,
+                         max_minutes=0.0001)
+    result = train(model, finetune_ds, config, metrics_path=tmp_path / "m.jsonl", progress=False)
+    assert result.stopped_early and result.steps == 1
+    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 1
+
+
+def test_pretraining_dataset_trains(pretrain_ds, vocab):
+    """The trainer also runs on span corruption (fresh corruptions each epoch) and the loss is finite."""
+    model = make_model(tiny_config(len(vocab), variant="synthesizer"))
+    result = quick_train(model, pretrain_ds, epochs=1, batch_size=16)
+    assert result.steps == 4 and torch.isfinite(torch.tensor(result.final_loss))
+
+
+def test_max_minutes_zero_is_a_limit(finetune_ds, vocab):
+    """max_minutes=0 is the tightest limit (stop after the first step), not 'unlimited' (that is None)."""
+    model = make_model(tiny_config(len(vocab)))
+    config = TrainConfig(max_epochs=3, batch_size=16, learning_rate=1e-3, final_tokens=10**6, max_minutes=0.0)
+    result = train(model, finetune_ds, config, progress=False)
+    assert result.stopped_early and result.steps == 1
