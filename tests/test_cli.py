@@ -215,3 +215,15 @@ def test_evaluate_question_longer_than_block_size(tmp_path, work, capsys):
                        "--eval_corpus_path", questions, "--device", "cpu")
     assert code == 2 and "Traceback" not in err
     assert err.count("\n") == 1 and f"{questions}:1:" in err and "reads at most" in err
+
+
+def test_max_minutes_stops_cleanly_and_saves(tmp_path, work, capsys):
+    """--max_minutes stops training early, says so, and still writes a loadable checkpoint and its metrics."""
+    params = tmp_path / "stopped.params"
+    code, out, _ = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", params, *TINY,
+                       "--max_epochs", "50", "--batch_size", "8", "--max_minutes", "0")
+    assert code == 0 and "stopped at --max_minutes" in out and out.startswith("pretrain: 1 steps")
+    assert len(params.with_name("stopped.params.metrics.jsonl").read_text().splitlines()) == 1
+    code, out, _ = run(capsys, "evaluate", "vanilla", work["wiki"], "--reading_params_path", params,
+                       "--eval_corpus_path", work["dev"])
+    assert code == 0 and SCORE.match(out.strip())

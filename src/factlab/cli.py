@@ -55,11 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = verbs.add_parser(verb, help=helptext, description=helptext)
         p.add_argument("variant", choices=VARIANTS)
         p.add_argument("pretrain_corpus_path", help="wiki.txt: also defines the vocabulary")
-        p.add_argument("--reading_params_path", required=verb == "evaluate")
-        p.add_argument("--writing_params_path", required=verb != "evaluate")
-        p.add_argument("--finetune_corpus_path", required=verb == "finetune")
-        p.add_argument("--eval_corpus_path", required=verb == "evaluate")
-        p.add_argument("--outputs_path", help="predictions file, one answer a line")
+        if verb != "pretrain":  # pretraining always starts from a fresh model
+            p.add_argument("--reading_params_path", required=verb == "evaluate",
+                           help="checkpoint to start from (finetune) or to evaluate")
+        if verb == "evaluate":
+            p.add_argument("--eval_corpus_path", required=True)
+            p.add_argument("--outputs_path", help="predictions file, one answer a line")
+        else:
+            p.add_argument("--writing_params_path", required=True)
+        if verb == "finetune":
+            p.add_argument("--finetune_corpus_path", required=True)
         add_model_options(p)
         if verb != "evaluate":
             add_training_options(p)
