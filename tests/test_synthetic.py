@@ -1,6 +1,8 @@
 """Tests for the synthetic birthplace corpus (factlab.synthetic)."""
 from collections import Counter
 
+import re
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -164,3 +166,29 @@ def test_properties_over_seeds_and_sizes(seed, n_people, dev_fraction, test_frac
     for name, place in train + dev:
         assert len(docs[name]) == 1 and place in docs[name][0]
     assert all(30 <= len(line) <= 140 for line in c.wiki.splitlines())
+
+
+def template_of(text: str) -> int:
+    """Index of the first template whose shape (fields as wildcards) matches a document's text."""
+    from factlab.synthetic import _TEMPLATES
+
+    for i, template in enumerate(_TEMPLATES):
+        pattern = re.sub(r"\\\{\w+\\\}", ".+?", re.escape(template))
+        if re.fullmatch(pattern, text):
+            return i
+    raise AssertionError(f"no template matches {text!r}")
+
+
+def test_several_biographies_per_person():
+    """bios_per_person=k gives every person k documents, each with the birthplace, in k different phrasings."""
+    corpus = generate(seed=3, n_people=40, bios_per_person=3)
+    lines = corpus.wiki.splitlines()
+    people = [line.split("\t") for line in corpus.train.splitlines() + corpus.dev.splitlines()]
+    for question, place in people:
+        name = question[len("Where was "):-len(" born?")]
+        docs = [line for line in lines if line.startswith(name + ". ")]
+        assert len(docs) == 3 and all(place in d for d in docs)
+        assert len({template_of(d.split(". ", 1)[1]) for d in docs}) == 3  # three different phrasings
+    assert len(lines) == 3 * 40
+    with pytest.raises(ValueError, match="bios_per_person"):
+        generate(seed=0, n_people=20, bios_per_person=0)

@@ -141,8 +141,15 @@ def _document(name: str, place: str, rng: random.Random, template: str | None = 
 
 
 def generate(seed: int = 0, n_people: int = 400, dev_fraction: float = 0.2,
-             test_fraction: float = 0.1) -> SyntheticCorpus:
-    """Build a deterministic corpus: same arguments -> byte-identical output."""
+             test_fraction: float = 0.1, bios_per_person: int = 1) -> SyntheticCorpus:
+    """Build a deterministic corpus: same arguments -> byte-identical output.
+
+    With bios_per_person > 1 each person gets that many biographies in different phrasings. A fact read in one
+    phrasing only is memorised but hard to extract by questions; varied phrasings make it extractable
+    (Allen-Zhu & Li, "Physics of Language Models: Part 3.1", 2023).
+    """
+    if not 1 <= bios_per_person <= len(_TEMPLATES):
+        raise ValueError(f"bios_per_person must be in [1, {len(_TEMPLATES)}], got {bios_per_person}")
     if n_people < 10:
         raise ValueError(f"n_people must be at least 10, got {n_people}")
     for label, frac in (("dev_fraction", dev_fraction), ("test_fraction", test_fraction)):
@@ -156,8 +163,12 @@ def generate(seed: int = 0, n_people: int = 400, dev_fraction: float = 0.2,
 
     rng = random.Random(seed)  # the only randomness source: never the global module
     people = list(zip(_names(n_people, rng), _place_counts(n_people, rng)))
-    # The first person always gets the template with "?", so every corpus can encode its questions.
-    docs = [_document(name, place, rng, _TEMPLATES[-1] if i == 0 else None) for i, (name, place) in enumerate(people)]
+    docs = []
+    for i, (name, place) in enumerate(people):
+        templates = rng.sample(_TEMPLATES, bios_per_person)  # distinct phrasings for one person
+        if i == 0 and _TEMPLATES[-1] not in templates:
+            templates[0] = _TEMPLATES[-1]  # so that every corpus has "?" and "W" and can encode its questions
+        docs += [_document(name, place, rng, template) for template in templates]
     rng.shuffle(docs)  # wiki order must not reveal the split
 
     def questions(group, with_answer=True):
