@@ -198,3 +198,10 @@ def test_course_params_with_wrong_sizes(tmp_path, vocab):
         with pytest.raises(FactlabError) as err:
             checkpoint.load(path, dataclasses.replace(wanted, **change), vocab)
         assert next(iter(change)) in one_line_error(err, path)
+
+
+def test_dropout_asked_for_applies_to_loaded_model(saved, vocab):
+    """Dropout is a training choice: finetuning with another dropout than the checkpoint's uses the one asked for."""
+    path, model = saved
+    loaded, _ = checkpoint.load(path, dataclasses.replace(model.config, dropout=0.3), vocab)
+    assert loaded.config.dropout == 0.3 and loaded.drop.p == 0.3

@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -110,7 +110,7 @@ def load(path: str | Path, wanted: GPTConfig, vocab: Vocab) -> tuple[GPT, dict]:
         except (SafetensorError, OSError, ValueError) as err:
             raise FactlabError(f"{path}: truncated or corrupt checkpoint ({err})") from None
     check_compatible(path, found, found_vocab, wanted, vocab)
-    model = GPT(found)
+    model = GPT(replace(found, dropout=wanted.dropout))  # dropout is a training choice, not part of the weights
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
