@@ -227,3 +227,12 @@ def test_max_minutes_stops_cleanly_and_saves(tmp_path, work, capsys):
     code, out, _ = run(capsys, "evaluate", "vanilla", work["wiki"], "--reading_params_path", params,
                        "--eval_corpus_path", work["dev"])
     assert code == 0 and SCORE.match(out.strip())
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_without_gpu_is_one_line(tmp_path, work, capsys):
+    """--device cuda where torch sees no GPU: exit 2, one line, and the checkpoint asked for is not written."""
+    params = tmp_path / "p.params"
+    code, _, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", params,
+                       *TINY[:-2], "--device", "cuda", *TRAIN)
+    assert code == 2 and err.count("\n") == 1 and "no CUDA GPU" in err and not params.exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import FactlabError
 from .data import length_grouped_batches
 from .model import GPT
 from .vocab import PAD_ID
@@ -74,6 +75,8 @@ class TrainResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FactlabError("--device cuda: no CUDA GPU is available to torch here (use --device cpu or auto)")
     return torch.device(name)
 
 
