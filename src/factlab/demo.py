@@ -59,8 +59,8 @@ def run_demo(out_dir, seed: int = 0, device: str = "auto", quick: bool = False, 
     out = Path(out_dir)
     paths = synthetic.generate(seed=seed, n_people=size.n_people, bios_per_person=size.bios_per_person,
                                dev_fraction=size.dev_fraction, test_fraction=0.05).write(out / "data")
-    log(f"synthetic corpus: {size.n_people} fictional people ({size.bios_per_person} biography per person"
-        f"{'s' if size.bios_per_person > 1 else ''}) in {paths['wiki']} (seed {seed})")
+    bios = "1 biography" if size.bios_per_person == 1 else f"{size.bios_per_person} biographies"
+    log(f"synthetic corpus: {size.n_people} fictional people ({bios} per person) in {paths['wiki']} (seed {seed})")
     rows = []
 
     def row(name: str, evaluation, seconds: float) -> None:
