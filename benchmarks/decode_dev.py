@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from factlab.checkpoint import write_text_atomic
 from factlab.data import parse_questions, read_text
 from factlab.decode import answer_one_by_one, answer_questions, prompt_ids
 from factlab.experiment import ModelOptions, load_model
@@ -64,8 +65,6 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     if args.json:
-        from factlab.checkpoint import write_text_atomic
-
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     if not result["answers_identical_on_timed_questions"]:
         sys.exit("batched and one-by-one answers differ")

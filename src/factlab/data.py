@@ -85,6 +85,12 @@ def pad(ids: list[int], length: int) -> torch.Tensor:
     return torch.tensor(ids + [PAD_ID] * (length - len(ids)), dtype=torch.long)
 
 
+def course_pair(ids: list[int], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The course's (x, y): the sequence padded to block_size first, then x = s[:-1], y = s[1:]."""
+    s = pad(ids, block_size)
+    return s[:-1], s[1:].clone()
+
+
 class CharCorruptionDataset:
     """Span corruption for pretraining: a document becomes `prefix ⁇ suffix ⁇ masked`.
 
@@ -122,9 +128,7 @@ class CharCorruptionDataset:
         return ids[:-1], ids[1:]
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        s = self.vocab.encode(self.corrupt(self.data[idx], self.rng))
-        s = pad(s, self.block_size)
-        return s[:-1], s[1:]
+        return course_pair(self.vocab.encode(self.corrupt(self.data[idx], self.rng)), self.block_size)
 
 
 class NameDataset:
@@ -159,10 +163,9 @@ class NameDataset:
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         question_len, ids = self._encoded[idx]
-        s = pad(ids, self.block_size)
-        y = s[1:].clone()
+        x, y = course_pair(ids, self.block_size)
         y[: question_len - 1] = PAD_ID
-        return s[:-1], y
+        return x, y
 
 
 def collate(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -120,9 +120,10 @@ def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, o
 
 
 def london(eval_corpus_path, outputs_path=None) -> Evaluation:
+    if outputs_path is not None:
+        check_output_path(outputs_path)
     questions = parse_questions(read_text(eval_corpus_path), str(eval_corpus_path), require_answers=False)
     predictions = london_baseline(questions)
     if outputs_path is not None:
-        check_output_path(outputs_path)
         write_predictions(outputs_path, predictions)
     return Evaluation(predictions, score(questions, predictions))
