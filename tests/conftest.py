@@ -5,6 +5,8 @@ Everything here is small on purpose: the suite runs on a 2-core CPU next to othe
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,9 @@ from factlab.data import CharCorruptionDataset, NameDataset
 from factlab.model import GPT, GPTConfig
 from factlab.synthetic import generate
 from factlab.train import TrainConfig, train
+
+# The course's code (benchmarks/course_reference.py) is the tests' reference too: one copy, kept with the benchmark.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 torch.set_num_threads(1)  # keep CPU use modest, and make training bit-for-bit repeatable
 

@@ -1,0 +1,117 @@
+"""benchmarks/: the benchmark command runs end to end (--quick, synthetic corpus) and reports what it promises,
+and the course's training loop it compares against computes the same loss as factlab's trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import course_reference as course
+from conftest import BLOCK, make_model, tiny_config
+from factlab.data import CharCorruptionDataset, NameDataset, collate
+from factlab.train import TrainConfig, train
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+
+def run_benchmark(*args, timeout=600):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # modest, like the rest of the suite
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def test_quick_benchmark_reports_every_measurement(corpus_files, tmp_path):
+    out = tmp_path / "out" / "bench.json"
+    proc = run_benchmark("--data", str(corpus_files["wiki"].parent), "--quick", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text(encoding="utf-8"))
+
+    machine = report["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["device"] == "cpu"
+    assert machine["torch"] == torch.__version__ and machine["torch_threads"] >= 1
+    assert report["settings"]["quick"] is True and report["model"]["n_layer"] == 2
+    assert set(report["ratios"]) == {"pretrain_tokens_per_s", "finetune_tokens_per_s", "decode_time"}
+    assert report["problems"] == []
+
+    for phase in ("pretrain", "finetune"):
+        r = report["train"][phase]
+        for loop in ("factlab", "course"):
+            m = r[loop]
+            assert m["steps"] >= 1 and m["seconds"] > 0 and m["tokens_per_s"] > 0
+            assert m["target_tokens"] <= m["input_tokens"] <= m["positions"]
+            assert m["peak_rss_mb"] >= m["setup_rss_mb"] > 0
+        # Both loops count the same thing: positions whose target is not PAD, over the same examples.
+        assert r["same_count_definition"] and r["factlab"]["target_tokens_per_pass"] == r["course"]["target_tokens_per_pass"]
+        assert r["course"]["positions"] == r["course"]["examples"] * (BLOCK * 2 - 1)  # quick: block 128
+        assert r["factlab"]["pad_fraction_of_positions"] < r["course"]["pad_fraction_of_positions"]
+        assert r["ratio"] == pytest.approx(r["factlab"]["tokens_per_s"] / r["course"]["tokens_per_s"], rel=0.01)
+    # finetuning: the same questions, so the same non-PAD targets per example, padded or not
+    assert report["train"]["finetune"]["factlab"]["batch_size"] == 256
+
+    d = report["decode"]
+    n_dev = len(corpus_files["dev"].read_text(encoding="utf-8").splitlines())
+    assert d["factlab"]["questions"] == d["course"]["questions"] == n_dev
+    assert d["answers_compared"] == d["course"]["questions_timed"] == 5 and d["answers_agree"] == 5
+    assert d["course"]["extrapolated"] and d["ratio"] > 0
+    assert "ratio" in proc.stdout and "pretrain" in proc.stdout and "dev questions" in proc.stdout
+
+
+def test_benchmark_names_missing_data(tmp_path):
+    proc = run_benchmark("--data", str(tmp_path), timeout=60)
+    assert proc.returncode == 2 and "missing wiki.txt" in proc.stderr
+
+
+def test_course_loop_and_factlab_trainer_compute_the_same_loss(pretrain_ds, corpus):
+    """One batch holding the same 20 questions: the course's loop (padded to the block) and factlab's trainer
+    (padded to the longest, shuffled) compute the same first loss from the same weights."""
+    questions = NameDataset(pretrain_ds, "\n".join(corpus.train.splitlines()[:20]) + "\n")
+    model = make_model(tiny_config(len(pretrain_ds.vocab)))  # dropout 0
+    reference = course.from_factlab(model)
+    losses = {}
+
+    def first_loss(name):
+        def hook(module, args, output):
+            losses.setdefault(name, output[1].item())
+        return hook
+
+    model.register_forward_hook(first_loss("factlab"))
+    reference.register_forward_hook(first_loss("course"))
+    widths = []
+    reference.register_forward_pre_hook(lambda m, args: widths.append(args[0].size(1)))
+
+    train(model, questions, TrainConfig(max_epochs=1, batch_size=32, learning_rate=1e-3, final_tokens=10**6),
+          progress=False)
+    course.Trainer(reference, questions, course.TrainerConfig(max_epochs=1, batch_size=32, learning_rate=1e-3,
+                                                              lr_decay=True, warmup_tokens=10, final_tokens=10**6)
+                   ).train()
+    assert widths == [BLOCK - 1]
+    assert losses["factlab"] == pytest.approx(losses["course"], abs=1e-5)
+
+
+def test_padding_changes_neither_loss_nor_gradients(corpus):
+    """Span-corruption examples drawn alike: the course model on the course's padded batch and factlab's model
+    on its pad-to-longest batch give the same loss and the same gradient for every parameter."""
+    dataset = CharCorruptionDataset(corpus.wiki, BLOCK, seed=0)
+    dataset.rng = random.Random(3)
+    xs, ys = zip(*[dataset[i] for i in range(8)])
+    rng = random.Random(3)
+    x, y = collate([dataset.example(i, rng) for i in range(8)])
+    assert x.size(1) < BLOCK - 1
+    model = make_model(tiny_config(len(dataset.vocab)))
+    reference = course.from_factlab(model)
+
+    _, loss = model(x, y)
+    _, course_loss = reference(torch.stack(xs), torch.stack(ys))
+    torch.testing.assert_close(loss, course_loss, rtol=0, atol=1e-6)
+    loss.backward()
+    course_loss.backward()
+    grads = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-4, atol=1e-7, msg=name)
