@@ -68,6 +68,9 @@ class StepClock:
     step completed inside it is counted."""
 
     def __init__(self, warmup: int, seconds: float, min_steps: int, device):
+        from factlab.vocab import PAD_ID
+
+        self.pad_id = PAD_ID
         self.warmup, self.seconds, self.min_steps = warmup, seconds, min_steps
         self.device = device
         self.calls = self.steps = 0
@@ -83,8 +86,6 @@ class StepClock:
         return time.perf_counter()
 
     def hook(self, module, args, kwargs):
-        from factlab.vocab import PAD_ID
-
         now = self.now()
         self._close_pending()
         if self.calls == self.warmup:
@@ -95,7 +96,8 @@ class StepClock:
         if self.calls >= self.warmup:
             x = args[0]
             y = args[1] if len(args) > 1 else kwargs["targets"]
-            self.pending = {"target_tokens": int((y != PAD_ID).sum()), "input_tokens": int((x != PAD_ID).sum()),
+            self.pending = {"target_tokens": int((y != self.pad_id).sum()),
+                            "input_tokens": int((x != self.pad_id).sum()),
                             "examples": x.size(0), "positions": x.numel()}
         self.calls += 1
 
@@ -300,7 +302,7 @@ def run_child(spec: dict, label: str) -> dict:
         return json.loads(out.read_text(encoding="utf-8"))
 
 
-def machine(device: str) -> dict:
+def machine(device: str, threads: int | None) -> dict:
     import torch
 
     from factlab.train import resolve_device
@@ -317,7 +319,7 @@ def machine(device: str) -> dict:
         usable = os.cpu_count()
     resolved = resolve_device(device)
     info = {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "device": resolved.type,
+            "torch_threads": threads or torch.get_num_threads(), "device": resolved.type,
             "gpu": torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else None,
             "python": platform.python_version(), "platform": platform.platform(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
@@ -341,7 +343,8 @@ def table(report: dict) -> str:
     lines = [f"factlab benchmark: {m['cpu']}, {m['usable_cores']} cores, torch {m['torch']}, device {m['device']}"
              + (f" ({m['gpu']})" if m["gpu"] else "") + f", {m['torch_threads']} torch threads",
              f"model: {size['n_layer']} layers, {size['n_head']} heads, {size['n_embd']} dims, block "
-             f"{size['block_size']}, dropout {s['dropout']}" + ("   [--quick: numbers mean nothing]" if s["quick"] else ""),
+             f"{size['block_size']}, dropout {s['dropout']}"
+             + ("   [--quick: numbers mean nothing]" if s["quick"] else ""),
              ""]
     rows = [("", "factlab", "course", "ratio", "peak RSS MB factlab / course", "measured")]
     for phase in PHASES:
@@ -370,7 +373,8 @@ def table(report: dict) -> str:
     for phase in PHASES:
         r = report["train"].get(phase)
         if r is not None:
-            lines.append(f"{phase}: non-PAD targets per example seen: factlab {r['factlab']['target_tokens_per_example']}"
+            lines.append(f"{phase}: non-PAD targets per example seen: factlab "
+                         f"{r['factlab']['target_tokens_per_example']}"
                          f", course {r['course']['target_tokens_per_example']}; per pass over the dataset: "
                          f"{r['factlab']['target_tokens_per_pass']:,} / {r['course']['target_tokens_per_pass']:,}"
                          f" ({'same' if r['same_count_definition'] else 'DIFFERENT'}); course positions on PAD: "
@@ -427,7 +431,8 @@ def main(argv=None) -> int:
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(only) - {*PHASES, "decode"}
     if unknown or not only:
-        ap.error(f"--only: unknown {', '.join(sorted(unknown)) or 'empty list'}; choose from pretrain, finetune, decode")
+        ap.error(f"--only: unknown {', '.join(sorted(unknown)) or 'empty list'}; "
+                 "choose from pretrain, finetune, decode")
     if args.params and not Path(args.params).is_file():
         ap.error(f"--params {args.params}: no such file")
     try:
@@ -451,7 +456,8 @@ def main(argv=None) -> int:
         ap.error("budgets and counts must not be negative (--min-steps and --decode-repeats at least 1)")
 
     report = {"command": sys.argv if argv is None else ["benchmarks/run.py", *argv],
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(args.device),
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(args.device, args.threads),
               "settings": settings, "model": size, "train": {}, "decode": None}
     common = {"data": str(data), "device": args.device, "threads": args.threads, "seed": args.seed,
               "model": size, "dropout": DROPOUT}

@@ -48,12 +48,13 @@ def test_quick_benchmark_reports_every_measurement(corpus_files, tmp_path):
             assert m["target_tokens"] <= m["input_tokens"] <= m["positions"]
             assert m["peak_rss_mb"] >= m["setup_rss_mb"] > 0
         # Both loops count the same thing: positions whose target is not PAD, over the same examples.
-        assert r["same_count_definition"] and r["factlab"]["target_tokens_per_pass"] == r["course"]["target_tokens_per_pass"]
+        assert r["same_count_definition"]
+        assert r["factlab"]["target_tokens_per_pass"] == r["course"]["target_tokens_per_pass"] > 0
         assert r["course"]["positions"] == r["course"]["examples"] * (BLOCK * 2 - 1)  # quick: block 128
         assert r["factlab"]["pad_fraction_of_positions"] < r["course"]["pad_fraction_of_positions"]
         assert r["ratio"] == pytest.approx(r["factlab"]["tokens_per_s"] / r["course"]["tokens_per_s"], rel=0.01)
-    # finetuning: the same questions, so the same non-PAD targets per example, padded or not
-    assert report["train"]["finetune"]["factlab"]["batch_size"] == 256
+    assert report["train"]["pretrain"]["factlab"]["batch_size"] == 128
+    assert report["train"]["finetune"]["course"]["batch_size"] == 256
 
     d = report["decode"]
     n_dev = len(corpus_files["dev"].read_text(encoding="utf-8").splitlines())
