@@ -6,7 +6,8 @@ loop, with the same setup as benchmarks/run.py (course model and settings, dropo
 
 It prints the profiled steps' wall-clock time split into categories of operators (self time: linear-layer
 matmuls, attention, dropout's random numbers, copies, other element-wise work, the optimizer; "outside
-operators" is Python, data preparation and the profiler's own overhead), then the 20 costliest operators.
+operators" is Python, data preparation and the profiler's own overhead), then the 20 costliest operators. On a
+GPU the categories count the operators' CPU-side time only; read the kernels' times in the table or the trace.
 """
 
 from __future__ import annotations

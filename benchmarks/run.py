@@ -281,10 +281,17 @@ def measure_decoding(spec: dict) -> dict:
     return result
 
 
-def child_main(spec_json: str, out: str) -> None:
+def child_main(spec_json: str, out: str) -> int:
+    from factlab import FactlabError
+
     spec = json.loads(spec_json)
-    result = measure_training(spec) if spec["kind"] == "train" else measure_decoding(spec)
+    try:
+        result = measure_training(spec) if spec["kind"] == "train" else measure_decoding(spec)
+    except FactlabError as err:  # a bad file or checkpoint: one line, as factlab's CLI does
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     Path(out).write_text(json.dumps(result), encoding="utf-8")
+    return 0
 
 
 # ---------------------------------------------------------------- the parent: runs, table, JSON
@@ -419,8 +426,7 @@ def main(argv=None) -> int:
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child_main(args.child, args.child_out)
-        return 0
+        return child_main(args.child, args.child_out)
 
     if args.data is None:
         ap.error("--data is required (the folder with wiki.txt, birth_places_train.tsv, birth_dev.tsv)")
