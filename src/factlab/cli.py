@@ -8,9 +8,13 @@ import argparse
 import sys
 import time
 
+import torch
+
 from . import FactlabError, __version__, experiment
 from .evaluate import report
 from .model import VARIANTS
+from .reproduce import RECIPES, DataFiles, reproduce
+from .train import ranks
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -33,7 +37,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup_tokens", type=int)
     g.add_argument("--final_tokens", type=int)
     g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
     g.add_argument("--tb_expt_name", help="accepted for course compatibility; metrics go to PARAMS.metrics.jsonl")
+    g.add_argument("--recipe", choices=RECIPES, help="a named option set (see `factlab reproduce --help`); "
+                   "options given here override its values")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -74,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_corpus_path", required=True)
     p.add_argument("--outputs_path")
 
+    p = verbs.add_parser("reproduce", help="the whole experiment under a recipe: London, no pretraining, pretrain + "
+                         "finetune per variant, with a results table", description=reproduce_doc())
+    p.add_argument("--data_dir", required=True, help="holds wiki.txt, birth_places_train.tsv, birth_dev.tsv "
+                   "(and birth_test_inputs.tsv, answered too when present)")
+    p.add_argument("--out_dir", required=True, help="checkpoints, predictions, results.md and results.json go here")
+    p.add_argument("--recipe", choices=RECIPES, default="cpu-fast")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
     p = verbs.add_parser("demo", help="the whole experiment on a generated synthetic corpus, in minutes on a CPU")
     p.add_argument("--out_dir", default="factlab-demo", help="where the corpus, checkpoints and predictions go")
     p.add_argument("--seed", type=int, default=0)
@@ -82,9 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def training_overrides(args, lr_alias: str) -> dict:
+def reproduce_doc() -> str:
+    lines = ["Runs the London baseline and, for each variant, finetuning without pretraining and pretraining + "
+             "finetuning; answers dev (and test) questions; writes results.md and results.json. Recipes:"]
+    return "\n".join(lines + [f"  {name}: {r.description}" for name, r in RECIPES.items()])
+
+
+def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
     names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "max_minutes")
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    overrides = dict(recipe_defaults or {})
+    overrides.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    if args.compile:
+        overrides["compile"] = True
     lr = args.learning_rate if args.learning_rate is not None else getattr(args, lr_alias)
     if lr is not None:
         overrides["learning_rate"] = lr
@@ -92,8 +118,14 @@ def training_overrides(args, lr_alias: str) -> dict:
 
 
 def model_options(args) -> experiment.ModelOptions:
-    return experiment.ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd,
-                                   args.bottleneck_dim, args.dropout)
+    asked = experiment.ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd, args.bottleneck_dim,
+                                    args.dropout)
+    recipe = RECIPES[args.recipe] if getattr(args, "recipe", None) else None
+    return recipe.model.overridden_by(asked) if recipe else asked
+
+
+def recipe_training(args, stage: str) -> dict:
+    return getattr(RECIPES[args.recipe], stage) if getattr(args, "recipe", None) else {}
 
 
 def run(args) -> None:
@@ -101,12 +133,13 @@ def run(args) -> None:
     if args.verb == "pretrain":
         result = experiment.pretrain(args.variant, args.pretrain_corpus_path, args.writing_params_path,
                                      model_options(args), seed=args.seed, device=args.device,
-                                     **training_overrides(args, "pretrain_lr"))
+                                     **training_overrides(args, "pretrain_lr", recipe_training(args, "pretrain")))
     elif args.verb == "finetune":
         result = experiment.finetune(args.variant, args.pretrain_corpus_path, args.finetune_corpus_path,
                                      args.writing_params_path, model_options(args), args.reading_params_path,
                                      seed=args.seed, device=args.device, drop_non_ascii=args.drop_non_ascii,
-                                     **training_overrides(args, "finetune_lr"))
+                                     **training_overrides(args, "finetune_lr", recipe_training(
+                                         args, "finetune" if args.reading_params_path else "scratch")))
     elif args.verb == "evaluate":
         evaluation = experiment.evaluate(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                                          args.eval_corpus_path, model_options(args), args.outputs_path,
@@ -116,10 +149,16 @@ def run(args) -> None:
     elif args.verb == "london":
         print(report(experiment.london(args.eval_corpus_path, args.outputs_path).score, args.outputs_path))
         return
+    elif args.verb == "reproduce":
+        reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, args.recipe, variants=args.variants, seed=args.seed,
+                  device=args.device)
+        return
     else:
         from .demo import run_demo
 
         run_demo(args.out_dir, seed=args.seed, device=args.device, quick=args.quick)
+        return
+    if not ranks().is_main:
         return
     stop = " (stopped at --max_minutes)" if result.stopped_early else ""
     print(f"{args.verb}: {result.steps} steps, {result.epochs_done} epochs, final loss {result.final_loss:.4f}, "
@@ -137,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("factlab: interrupted; no output was written", file=sys.stderr)
         return 130
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 

@@ -13,7 +13,7 @@ from .data import CharCorruptionDataset, NameDataset, parse_questions, read_text
 from .decode import answer_questions, prompt_ids
 from .evaluate import Score, london_baseline, score, write_predictions
 from .model import GPT, GPTConfig
-from .train import TrainConfig, TrainResult, resolve_device, train
+from .train import TrainConfig, TrainResult, ranks, resolve_device, train
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class ModelOptions:
     n_embd: int | None = None
     bottleneck_dim: int | None = None
     dropout: float | None = None
+
+    def overridden_by(self, other: ModelOptions) -> ModelOptions:
+        """These options with every value `other` sets replacing ours."""
+        return replace(self, **{f.name: getattr(other, f.name) for f in fields(other)
+                                if getattr(other, f.name) is not None})
 
     def config(self, variant: str, vocab_size: int, base: GPTConfig | None = None) -> GPTConfig:
         base = base or GPTConfig(vocab_size=vocab_size, block_size=128, variant=variant)
@@ -89,8 +94,9 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
 
 def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_path, stage: str) -> TrainResult:
     result = train(model, dataset, tconf, metrics_path=f"{writing_params_path}.metrics.jsonl")
-    info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict()}
-    checkpoint.save(writing_params_path, model, corpus.vocab, info)
+    if ranks().is_main:  # under torchrun every rank ends with the same weights; one writes them
+        info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict()}
+        checkpoint.save(writing_params_path, model, corpus.vocab, info)
     return result
 
 
