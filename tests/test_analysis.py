@@ -304,13 +304,15 @@ def test_ask_reads_stdin_until_eof(work, monkeypatch, capsys):
     assert "  corpus: 'Nobody Known' does not occur in wiki.txt" in out
 
 
-@pytest.mark.parametrize("case", ["missing checkpoint", "other variant", "too long", "reserved", "no answers"])
+@pytest.mark.parametrize("case", ["missing checkpoint", "other variant", "too long", "reserved", "no answers",
+                                  "top_k 0"])
 def test_errors_are_one_line(work, tmp_path, capsys, case):
     args = {
         "missing checkpoint": ["ask", work["wiki"], "--reading_params_path", tmp_path / "none.params", "Where?"],
         "other variant": ["ask", "synthesizer", work["wiki"], "--reading_params_path", work["ft"], "Where?"],
         "too long": ["ask", work["wiki"], "--reading_params_path", work["ft"], "Where was " + "Od " * 40 + "born?"],
         "reserved": ["ask", work["wiki"], "--reading_params_path", work["ft"], "Where was \u2047 born?"],
+        "top_k 0": ["ask", work["wiki"], "--reading_params_path", work["ft"], "--top_k", "0", "Where?"],
         "no answers": ["analyze", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
                        "--eval_corpus_path", work["test"], "--outputs_path", tmp_path / "a.json"],
     }[case]

@@ -445,6 +445,8 @@ def run_ask(corpus_path, reading_params_path, question: str | None, variant: str
             device: str = "auto", train_corpus_path=None, k: int = 5, stdin=None, out=print) -> int:
     """Answer one question, or every line of stdin until EOF (a bad line prints one error and is skipped).
     Returns the exit status: 0, or 2 if some question of stdin could not be asked."""
+    if k < 1:
+        raise FactlabError(f"--top_k {k}: give at least 1 alternative")
     asker = Asker(corpus_path, reading_params_path, variant, options, device, train_corpus_path)
     corpus_name = Path(corpus_path).name
     if question is not None:
