@@ -58,24 +58,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     for verb, helptext in (("pretrain", "pretrain on the corpus with span corruption"),
                            ("finetune", "finetune on question<TAB>answer lines (from scratch or a pretrained model)"),
-                           ("evaluate", "answer the questions of a file greedily and score them by exact match")):
+                           ("evaluate", "answer the questions of a file greedily and score them by exact match"),
+                           ("analyze", "answer a question file with confidences and analyse the answers against "
+                                       "the corpus (JSON)")):
         p = verbs.add_parser(verb, help=helptext, description=helptext)
         p.add_argument("variant", choices=VARIANTS)
         p.add_argument("pretrain_corpus_path", help="wiki.txt: also defines the vocabulary")
         if verb != "pretrain":  # pretraining always starts from a fresh model
-            p.add_argument("--reading_params_path", required=verb == "evaluate",
+            p.add_argument("--reading_params_path", required=verb != "finetune",
                            help="checkpoint to start from (finetune) or to evaluate")
         if verb == "evaluate":
             p.add_argument("--eval_corpus_path", required=True)
             p.add_argument("--outputs_path", help="predictions file, one answer a line")
+            p.add_argument("--abstain_below", type=float, metavar="P",
+                           help='answer "unknown" when the probability of the answer (and its closing ⁇) is below P')
+        elif verb == "analyze":
+            p.add_argument("--eval_corpus_path", required=True, help="question<TAB>answer lines")
+            p.add_argument("--train_corpus_path", help="the finetuning file: nearest training names, answer "
+                                                       "frequencies")
+            p.add_argument("--outputs_path", help="the analysis as JSON (schema in factlab/analysis.py)")
         else:
             p.add_argument("--writing_params_path", required=True)
         if verb == "finetune":
             p.add_argument("--finetune_corpus_path", required=True)
         add_model_options(p)
-        if verb != "evaluate":
+        if verb in ("pretrain", "finetune"):
             add_training_options(p)
         add_common(p)
+
+    p = verbs.add_parser("ask", help="answer one question (or each line of stdin) with its probability, "
+                                     "alternatives and what the corpus says",
+                         usage="factlab ask [VARIANT] WIKI --reading_params_path P [QUESTION]")
+    p.add_argument("words", nargs="+", metavar="[VARIANT] WIKI [QUESTION]",
+                   help="variant (default: the checkpoint's), wiki.txt, and the question; without a question, "
+                        "questions are read from stdin, one a line, until EOF")
+    p.add_argument("--reading_params_path", required=True)
+    p.add_argument("--train_corpus_path", help="the finetuning file: its answers are the places looked for in "
+                                               "the person's document")
+    p.add_argument("--top_k", type=int, default=5, help="alternatives: the k likeliest first characters, each "
+                                                       "continued greedily (default 5)")
+    add_model_options(p)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = verbs.add_parser("london", help="score the baseline that answers London to every question")
     p.add_argument("--eval_corpus_path", required=True)
@@ -128,7 +151,7 @@ def recipe_training(args, stage: str) -> dict:
     return getattr(RECIPES[args.recipe], stage) if getattr(args, "recipe", None) else {}
 
 
-def run(args) -> None:
+def run(args) -> int | None:
     started = time.perf_counter()
     if args.verb == "pretrain":
         result = experiment.pretrain(args.variant, args.pretrain_corpus_path, args.writing_params_path,
@@ -143,9 +166,28 @@ def run(args) -> None:
     elif args.verb == "evaluate":
         evaluation = experiment.evaluate(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                                          args.eval_corpus_path, model_options(args), args.outputs_path,
-                                         device=args.device, drop_non_ascii=args.drop_non_ascii)
+                                         device=args.device, drop_non_ascii=args.drop_non_ascii,
+                                         abstain_below=args.abstain_below)
         print(report(evaluation.score, args.outputs_path))
+        if evaluation.abstention is not None:
+            print(evaluation.abstention)
         return
+    elif args.verb == "analyze":
+        from .analysis import format_summary, run_analysis
+
+        result = run_analysis(args.variant, args.pretrain_corpus_path, args.reading_params_path,
+                              args.eval_corpus_path, model_options(args), args.train_corpus_path,
+                              args.outputs_path, device=args.device, drop_non_ascii=args.drop_non_ascii)
+        print(format_summary(result) + (f"\nwrote {args.outputs_path}" if args.outputs_path else ""))
+        return
+    elif args.verb == "ask":
+        from .analysis import run_ask
+
+        words = args.words
+        variant = words.pop(0) if len(words) >= 2 and words[0] in VARIANTS else None
+        question = " ".join(words[1:]) or None
+        return run_ask(words[0], args.reading_params_path, question, variant, model_options(args),
+                       device=args.device, train_corpus_path=args.train_corpus_path, k=args.top_k)
     elif args.verb == "london":
         print(report(experiment.london(args.eval_corpus_path, args.outputs_path).score, args.outputs_path))
         return
@@ -167,9 +209,14 @@ def run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # ask's question may follow the options, and unquoted
+        if args.verb != "ask" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.words += extra
     try:
-        run(args)
+        status = run(args)
     except FactlabError as err:
         print(f"factlab: error: {err}", file=sys.stderr)
         return 2
@@ -179,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
