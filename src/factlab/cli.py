@@ -10,6 +10,7 @@ import time
 
 from . import FactlabError, __version__, experiment
 from .evaluate import report
+from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
 
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
+    add_lab_parser(verbs)
     return parser
 
 
@@ -112,6 +114,9 @@ def run(args) -> None:
                                          args.eval_corpus_path, model_options(args), args.outputs_path,
                                          device=args.device, drop_non_ascii=args.drop_non_ascii)
         print(report(evaluation.score, args.outputs_path))
+        return
+    elif args.verb == "lab":
+        run_lab(args)
         return
     elif args.verb == "london":
         print(report(experiment.london(args.eval_corpus_path, args.outputs_path).score, args.outputs_path))
