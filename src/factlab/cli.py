@@ -12,6 +12,7 @@ import torch
 
 from . import FactlabError, __version__, experiment
 from .evaluate import report
+from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
 from .reproduce import RECIPES, DataFiles, reproduce
 from .train import ranks
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
+    add_lab_parser(verbs)
     return parser
 
 
@@ -188,6 +190,9 @@ def run(args) -> int | None:
         question = " ".join(words[1:]) or None
         return run_ask(words[0], args.reading_params_path, question, variant, model_options(args),
                        device=args.device, train_corpus_path=args.train_corpus_path, k=args.top_k)
+    elif args.verb == "lab":
+        run_lab(args)
+        return
     elif args.verb == "london":
         print(report(experiment.london(args.eval_corpus_path, args.outputs_path).score, args.outputs_path))
         return
