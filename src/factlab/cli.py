@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
+
+    p = verbs.add_parser("report", help="one self-contained HTML page on run directories (results, curves, attention)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a directory with results.json (demo, reproduce)")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--question", help="question for the attention maps (default: the first evaluation question)")
     return parser
 
 
@@ -115,6 +120,11 @@ def run(args) -> None:
         return
     elif args.verb == "london":
         print(report(experiment.london(args.eval_corpus_path, args.outputs_path).score, args.outputs_path))
+        return
+    elif args.verb == "report":
+        from .report import write_report
+
+        print(f"wrote {write_report(args.run_dirs, args.output, question=args.question)}")
         return
     else:
         from .demo import run_demo

@@ -7,6 +7,7 @@ pretrained model answers correctly about dev people it learned from their biogra
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,20 +64,23 @@ def run_demo(out_dir, seed: int = 0, device: str = "auto", quick: bool = False, 
     log(f"synthetic corpus: {size.n_people} fictional people ({bios} per person) in {paths['wiki']} (seed {seed})")
     rows = []
 
-    def row(name: str, evaluation, seconds: float) -> None:
+    def row(name: str, variant: str, evaluation, seconds: float, params: str | None, predictions: str) -> None:
         s = evaluation.score
-        rows.append({"run": name, "correct": s.correct, "total": s.total, "percent": s.percent, "seconds": seconds})
+        rows.append({"run": name, "variant": variant, "correct": s.correct, "total": s.total, "percent": s.percent,
+                     "seconds": seconds, "params": params, "predictions": predictions})
         log(f"{name}: {s} ({seconds:.0f} s)")
 
     started = time.perf_counter()
-    row("London baseline", experiment.london(paths["dev"], out / "london.dev.predictions"), 0.0)
+    row("London baseline", "baseline", experiment.london(paths["dev"], out / "london.dev.predictions"), 0.0,
+        None, "london.dev.predictions")
 
     t = time.perf_counter()
     experiment.finetune("vanilla", paths["wiki"], paths["train"], out / "vanilla.nopretrain.params", size.model,
                         seed=seed, device=device, **{**size.finetune, "max_epochs": size.scratch_epochs})
     evaluation = experiment.evaluate("vanilla", paths["wiki"], out / "vanilla.nopretrain.params", paths["dev"],
                                      size.model, out / "vanilla.nopretrain.dev.predictions", device=device)
-    row("no pretraining", evaluation, time.perf_counter() - t)
+    row("no pretraining", "vanilla", evaluation, time.perf_counter() - t, "vanilla.nopretrain.params",
+        "vanilla.nopretrain.dev.predictions")
 
     t = time.perf_counter()
     experiment.pretrain("vanilla", paths["wiki"], out / "vanilla.pretrain.params", size.model, seed=seed,
@@ -85,11 +89,16 @@ def run_demo(out_dir, seed: int = 0, device: str = "auto", quick: bool = False, 
                         reading_params_path=out / "vanilla.pretrain.params", seed=seed, device=device, **size.finetune)
     evaluation = experiment.evaluate("vanilla", paths["wiki"], out / "vanilla.finetune.params", paths["dev"],
                                      size.model, out / "vanilla.pretrain.dev.predictions", device=device)
-    row("pretrain + finetune", evaluation, time.perf_counter() - t)
+    row("pretrain + finetune", "vanilla", evaluation, time.perf_counter() - t, "vanilla.finetune.params",
+        "vanilla.pretrain.dev.predictions")
 
     table = ["| run | dev exact match | time |", "| --- | --- | --- |"]
     table += [f"| {r['run']} | {r['correct']}/{r['total']} = {r['percent']:.1f}% | {r['seconds']:.0f} s |" for r in rows]
     text = "\n".join(table)
     write_text_atomic(out / "results.md", text + "\n")
+    # For `factlab report`; the corpus paths are relative to out_dir, so the directory can be moved.
+    results = {"rows": rows, "eval_corpus_path": paths["dev"].relative_to(out).as_posix(),
+               "corpus_path": paths["wiki"].relative_to(out).as_posix()}
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     log("\n" + text + f"\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return rows
