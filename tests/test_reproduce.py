@@ -33,7 +33,7 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
     for r in rows:  # every row's score is the one its predictions file gives
         predictions = (out / r["predictions"]).read_text().splitlines()
         assert r["correct"] == sum(p == g for p, g in zip(predictions, golds)) and r["total"] == len(dev)
-        if r["variant"]:
+        if r["params"]:
             assert read_config(out / r["params"])[0].variant == r["variant"]
             assert r["seconds"] > 0 and r["stage_seconds"]
     assert rows[0]["correct"] == sum(g == london_baseline([None])[0] for g in golds)

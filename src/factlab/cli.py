@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
     add_lab_parser(verbs)
+
+    p = verbs.add_parser("report", help="one self-contained HTML page on run directories (results, curves, attention)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a directory with results.json (demo, reproduce)")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--question", help="question for the attention maps (default: the first evaluation question)")
     return parser
 
 
@@ -199,6 +204,11 @@ def run(args) -> int | None:
     elif args.verb == "reproduce":
         reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, args.recipe, variants=args.variants, seed=args.seed,
                   device=args.device)
+        return
+    elif args.verb == "report":
+        from .report import write_report
+
+        print(f"wrote {write_report(args.run_dirs, args.output, question=args.question)}")
         return
     else:
         from .demo import run_demo

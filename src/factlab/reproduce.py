@@ -94,7 +94,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                         time.perf_counter() - t0, params, f"{name}.dev.predictions", stage_seconds, log))
 
     london = experiment.london(files.dev, out / "london.dev.predictions")
-    rows.append(row("London baseline", None, london, 0.0, None, "london.dev.predictions", {}, log))
+    rows.append(row("London baseline", "baseline", london, 0.0, None, "london.dev.predictions", {}, log))
     for variant in variants:
         t0 = time.perf_counter()
         result = experiment.finetune(variant, files.wiki, files.train, out / f"{variant}.nopretrain.params",
@@ -131,6 +131,11 @@ def results_markdown(rows: list[dict]) -> str:
 
 
 def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe, seed: int) -> None:
-    meta = {"recipe": asdict(chosen), "seed": seed, "corpus_path": str(files.wiki), "eval_corpus_path": str(files.dev)}
+    def where(path: Path) -> str:  # relative to the run directory when inside it, so the directory can move
+        path = path.resolve()
+        return path.relative_to(out.resolve()).as_posix() if path.is_relative_to(out.resolve()) else str(path)
+
+    meta = {"recipe": asdict(chosen), "seed": seed, "corpus_path": where(files.wiki),
+            "eval_corpus_path": where(files.dev)}
     write_text_atomic(out / "results.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     write_text_atomic(out / "results.md", results_markdown(rows) + "\n")
