@@ -224,3 +224,6 @@ def test_cli_bad_parameters_give_one_line(tmp_path, capsys):
     assert code == 2 and err == "factlab: error: 9 orthonormal keys need --dim >= 9 (got 4)\n"
     code, _, err = run(capsys, "cost", "--n_embd", "10", "--n_head", "4", "--no_measure", "--out_dir", tmp_path)
     assert code == 2 and err.startswith("factlab: error: --n_embd must be divisible") and err.count("\n") == 1
+    (tmp_path / "taken").write_text("a file where the output folder should go")
+    code, _, err = run(capsys, "average", "--out_dir", tmp_path / "taken")
+    assert code == 2 and err.startswith("factlab: error: ") and "cannot write the results" in err, err

@@ -139,15 +139,16 @@ def run_kqv(args) -> tuple[dict, str]:
         if args.dim < 4:
             raise FactlabError(f"--dim must be at least 4 for u_a..u_d (got {args.dim})")
         name, (K, Q, V) = args.construction, kqv.constructions(args.dim)[args.construction]
-    eye = torch.eye(K.shape[0], dtype=torch.float64)
-    results = {"k = q = v = x": kqv.check(eye, eye, eye, args.beta, args.tolerance)}  # the question's first case
-    if name != "identity":
+    eye, first = torch.eye(K.shape[0], dtype=torch.float64), "k = q = v = x"
+    results = {first: kqv.check(eye, eye, eye, args.beta, args.tolerance)}  # the question's first case, always
+    checked = first if not args.kqv_file and args.construction == "identity" else name
+    if checked != first:
         results[name] = kqv.check(K, Q, V, args.beta, args.tolerance)
     rows = [[case, o["c"], o["nearest"], o["relative_distance"], o["goal"] or "–",
              "–" if o["goal"] is None else ("ok" if o["ok"] else "MISS")]
             for case, r in results.items() for o in r["outputs"]]
     r = {"experiment": "kqv", "params": dict(beta=args.beta, tolerance=args.tolerance, source=name),
-         "results": results, "passed": results[name if name in results else "k = q = v = x"]["passed"]}
+         "results": results, "checked": checked, "passed": results[checked]["passed"]}
     return r, table(["K, Q, V", "c_i", "nearest target", "‖c_i − t‖/‖t‖", "goal", ""], rows)
 
 
@@ -241,13 +242,16 @@ def run_lab(args) -> None:
     name = args.experiment
     result, text = RUNNERS[name](args)
     out = Path(args.out_dir)
-    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    PLOTS[name](result, out / f"{name}.png")
+    try:
+        write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        PLOTS[name](result, out / f"{name}.png")
+    except OSError as err:
+        raise FactlabError(f"{err.filename or out}: cannot write the results ({err.strerror})") from None
     print(text)
     print(f"wrote {out / name}.json and {out / name}.png")
     if name == "kqv" and not result["passed"]:
         source = result["params"]["source"]
-        checked = result["results"].get(source, result["results"]["k = q = v = x"])
+        checked = result["results"][result["checked"]]
         misses = "; ".join(f"{o['c']} ≈ {o['nearest']}, goal {o['goal']}" if o["nearest"] != o["goal"] else
                            f"{o['c']} is {o['relative_distance']:.1%} from {o['goal']} (tolerance "
                            f"{args.tolerance:.1%})" for o in checked["outputs"] if not o["ok"])

@@ -85,7 +85,7 @@ def load(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """K, Q, V from a .json file {"K": [[...]], "Q": ..., "V": ...} or a .npy array of shape (3, d, d)."""
     path = Path(path)
     if not path.is_file():
-        raise FactlabError(f"{path}: no such file")
+        raise FactlabError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         if path.suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))

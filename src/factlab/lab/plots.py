@@ -92,5 +92,6 @@ def cost(r: dict, path: Path) -> None:
     for a in (ax, bx, cx, dx):
         a.set_xticks(lengths, [str(n) for n in lengths], minor=False)
         a.xaxis.set_minor_locator(NullLocator())
-        a.legend(fontsize=7)
+        if a.get_legend_handles_labels()[0]:  # the measured panel is empty under --no_measure
+            a.legend(fontsize=7)
     save(fig, path)
