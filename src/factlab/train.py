@@ -121,6 +121,8 @@ def shard(x: torch.Tensor, y: torch.Tensor, where: Ranks) -> tuple[torch.Tensor,
     length every epoch, and a sampler would pad uneven shards with repeated examples. A rank left without rows
     gets one all-PAD row, which adds nothing to the loss but keeps it in step with the gradient all-reduce.
     """
+    if where.world_size == 1:
+        return x, y
     x, y = x[where.rank :: where.world_size], y[where.rank :: where.world_size]
     if len(x) == 0:
         return torch.zeros((1, 1), dtype=torch.long), torch.zeros((1, 1), dtype=torch.long)
