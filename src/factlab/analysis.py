@@ -78,7 +78,7 @@ import numpy as np
 
 from . import FactlabError, experiment
 from .checkpoint import write_text_atomic
-from .data import Question, read_text
+from .data import Question, documents, read_text
 from .decode import MAX_ANSWER_CHARS, Scored, answer_questions, next_token_probs, prompt_ids
 from .vocab import MASK_CHAR, MASK_ID, PAD_CHAR
 
@@ -100,7 +100,7 @@ class CorpusIndex:
 
     def __init__(self, text: str):
         self.text = text
-        self.documents = [line for line in text.split("\n") if line.strip()]
+        self.documents = documents(text)
         self.by_title: dict[str, list[int]] = defaultdict(list)
         for i, doc in enumerate(self.documents):
             for match in re.finditer(r"\.", doc[:200]):  # names may hold periods ("John F. Kennedy.")
