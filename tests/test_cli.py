@@ -95,7 +95,7 @@ def test_evaluate_test_inputs_without_answers(tmp_path, work, capsys):
 
 def test_london_baseline(tmp_path, work, capsys):
     """london prints the course line with the number of gold answers that are exactly 'London'."""
-    dev = tmp_path / "dev_with_london.tsv"  # the tiny dev split has no Londoner: add a few (and a near miss)
+    dev = tmp_path / "dev_with_london.tsv"  # add a few Londoners (and a near miss) to the tiny dev split
     dev.write_text(work["dev"].read_text() + "Where was Ab born?\tLondon\nWhere was Cd born?\tLondon\n"
                    "Where was Ef born?\tNew London\nWhere was Gh born?\tLondon\n", encoding="utf-8")
     gold = [line.split("\t")[1] for line in dev.read_text().splitlines()]
@@ -103,7 +103,7 @@ def test_london_baseline(tmp_path, work, capsys):
     code, out, err = run(capsys, "london", "--eval_corpus_path", dev, "--outputs_path", outputs)
     assert code == 0 and err == ""
     expected = gold.count("London")
-    assert expected == 3
+    assert expected == work["dev"].read_text().count("\tLondon\n") + 3
     assert out.strip() == f"Correct: {expected} out of {len(gold)}: {100.0 * expected / len(gold)}%"
     assert outputs.read_text().splitlines() == ["London"] * len(gold)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import make_model, quick_train, tiny_config
-from factlab.decode import MAX_ANSWER_CHARS, answer_from, answer_one_by_one, answer_questions, prompt_ids
+from factlab.decode import (MAX_ANSWER_CHARS, Scored, answer_from, answer_one_by_one, answer_questions,
+                            next_token_probs, prompt_ids)
 from factlab.model import GPT
 
 MASK = "\u2047"
@@ -119,3 +120,40 @@ def test_non_float32_model(vocab, prompts):
     """A model in another precision decodes like the one-by-one loop in that precision."""
     model = make_model(tiny_config(len(vocab))).double().eval()
     assert answer_questions(model, vocab, prompts[:6]) == answer_one_by_one(model, vocab, prompts[:6])
+
+
+def full_pass_scores(model: GPT, vocab, prompt: list[int], scored: Scored) -> tuple[float, float]:
+    """log p(answer [+ ⁇]) and p(first token) from one full forward pass over prompt + answer (+ ⁇)."""
+    targets = vocab.encode(scored.answer) + ([1] if scored.closed else [])
+    sequence = prompt + targets
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([sequence[:-1]]))
+    logprobs = logits[0].double().log_softmax(-1)
+    chosen = [logprobs[len(prompt) - 1 + i, t] for i, t in enumerate(targets)]
+    return float(sum(chosen)), float(chosen[0].exp())
+
+
+def test_scores_match_a_full_forward_pass(trained, vocab, prompts, reference):
+    """with_scores gives the same answers, and each answer's log-probability (characters + closing ⁇) and
+    first-character probability equal those of a full forward pass on prompt + answer + ⁇."""
+    scored = answer_questions(trained, vocab, prompts, batch_size=7, with_scores=True)
+    assert [s.answer for s in scored] == reference
+    assert any(s.closed for s in scored)
+    for prompt, s in zip(prompts, scored):
+        logprob, first = full_pass_scores(trained, vocab, prompt, s)
+        assert s.logprob == pytest.approx(logprob, abs=1e-4)
+        assert s.first_char_prob == pytest.approx(first, abs=1e-5)
+        assert s.logprob <= 0 and 0 < s.prob <= s.first_char_prob + 1e-6
+        assert s.first_char_prob == pytest.approx(float(next_token_probs(trained, prompt).max()), abs=1e-5)
+
+
+def test_scores_of_answers_cut_at_the_block_limit(trained, vocab, prompts):
+    """Answers that hit the block limit are not closed: their log-probability covers the characters generated."""
+    small = truncated_copy(trained, 24)
+    fitting = [p[:24] for p in prompts if len(p) > 22][:6] + [p for p in prompts if len(p) <= 14]
+    scored = answer_questions(small, vocab, fitting, with_scores=True)
+    assert [s.answer for s in scored] == answer_one_by_one(small, vocab, fitting)
+    assert not all(s.closed for s in scored)
+    for prompt, s in zip(fitting, scored):
+        logprob, _ = full_pass_scores(small, vocab, prompt, s)
+        assert s.logprob == pytest.approx(logprob, abs=1e-4)

@@ -20,7 +20,7 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     for name in ("london", "vanilla.nopretrain", "vanilla.pretrain"):
         assert len((out_dir / f"{name}.dev.predictions").read_text().splitlines()) == n_dev
     table = (out_dir / "results.md").read_text()
-    rows = re.findall(r"^\| (London baseline|no pretraining|pretrain \+ finetune) \| (\d+)/(\d+) = ", table, re.M)
-    assert [r[0] for r in rows] == ["London baseline", "no pretraining", "pretrain + finetune"]
+    rows = re.findall(r"^\| (London baseline|vanilla: no pretraining|vanilla: pretrain \+ finetune) \| (\d+)/(\d+) = ", table, re.M)
+    assert [r[0] for r in rows] == ["London baseline", "vanilla: no pretraining", "vanilla: pretrain + finetune"]
     assert all(int(total) == n_dev for _, _, total in rows)
     assert table.strip() in printed

@@ -8,9 +8,14 @@ import argparse
 import sys
 import time
 
+import torch
+
 from . import FactlabError, __version__, experiment
 from .evaluate import report
+from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
+from .reproduce import RECIPES, DataFiles, reproduce
+from .train import ranks
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -33,7 +38,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup_tokens", type=int)
     g.add_argument("--final_tokens", type=int)
     g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
     g.add_argument("--tb_expt_name", help="accepted for course compatibility; metrics go to PARAMS.metrics.jsonl")
+    g.add_argument("--recipe", choices=RECIPES, help="a named option set (see `factlab reproduce --help`); "
+                   "options given here override its values")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -51,40 +59,88 @@ def build_parser() -> argparse.ArgumentParser:
 
     for verb, helptext in (("pretrain", "pretrain on the corpus with span corruption"),
                            ("finetune", "finetune on question<TAB>answer lines (from scratch or a pretrained model)"),
-                           ("evaluate", "answer the questions of a file greedily and score them by exact match")):
+                           ("evaluate", "answer the questions of a file greedily and score them by exact match"),
+                           ("analyze", "answer a question file with confidences and analyse the answers against "
+                                       "the corpus (JSON)")):
         p = verbs.add_parser(verb, help=helptext, description=helptext)
         p.add_argument("variant", choices=VARIANTS)
         p.add_argument("pretrain_corpus_path", help="wiki.txt: also defines the vocabulary")
         if verb != "pretrain":  # pretraining always starts from a fresh model
-            p.add_argument("--reading_params_path", required=verb == "evaluate",
+            p.add_argument("--reading_params_path", required=verb != "finetune",
                            help="checkpoint to start from (finetune) or to evaluate")
         if verb == "evaluate":
             p.add_argument("--eval_corpus_path", required=True)
             p.add_argument("--outputs_path", help="predictions file, one answer a line")
+            p.add_argument("--abstain_below", type=float, metavar="P",
+                           help='answer "unknown" when the probability of the answer (and its closing ⁇) is below P')
+        elif verb == "analyze":
+            p.add_argument("--eval_corpus_path", required=True, help="question<TAB>answer lines")
+            p.add_argument("--train_corpus_path", help="the finetuning file: nearest training names, answer "
+                                                       "frequencies")
+            p.add_argument("--outputs_path", help="the analysis as JSON (schema in factlab/analysis.py)")
         else:
             p.add_argument("--writing_params_path", required=True)
         if verb == "finetune":
             p.add_argument("--finetune_corpus_path", required=True)
         add_model_options(p)
-        if verb != "evaluate":
+        if verb in ("pretrain", "finetune"):
             add_training_options(p)
         add_common(p)
+
+    p = verbs.add_parser("ask", help="answer one question (or each line of stdin) with its probability, "
+                                     "alternatives and what the corpus says",
+                         usage="factlab ask [VARIANT] WIKI --reading_params_path P [QUESTION]")
+    p.add_argument("words", nargs="+", metavar="[VARIANT] WIKI [QUESTION]",
+                   help="variant (default: the checkpoint's), wiki.txt, and the question; without a question, "
+                        "questions are read from stdin, one a line, until EOF")
+    p.add_argument("--reading_params_path", required=True)
+    p.add_argument("--train_corpus_path", help="the finetuning file: its answers are the places looked for in "
+                                               "the person's document")
+    p.add_argument("--top_k", type=int, default=5, help="alternatives: the k likeliest first characters, each "
+                                                       "continued greedily (default 5)")
+    add_model_options(p)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = verbs.add_parser("london", help="score the baseline that answers London to every question")
     p.add_argument("--eval_corpus_path", required=True)
     p.add_argument("--outputs_path")
+
+    p = verbs.add_parser("reproduce", help="the whole experiment under a recipe: London, no pretraining, pretrain + "
+                         "finetune per variant, with a results table", description=reproduce_doc())
+    p.add_argument("--data_dir", required=True, help="holds wiki.txt, birth_places_train.tsv, birth_dev.tsv "
+                   "(and birth_test_inputs.tsv, answered too when present)")
+    p.add_argument("--out_dir", required=True, help="checkpoints, predictions, results.md and results.json go here")
+    p.add_argument("--recipe", choices=RECIPES, default="cpu-fast")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
     p = verbs.add_parser("demo", help="the whole experiment on a generated synthetic corpus, in minutes on a CPU")
     p.add_argument("--out_dir", default="factlab-demo", help="where the corpus, checkpoints and predictions go")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
+    add_lab_parser(verbs)
+
+    p = verbs.add_parser("report", help="one self-contained HTML page on run directories (results, curves, attention)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a directory with results.json (demo, reproduce)")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--question", help="question for the attention maps (default: the first evaluation question)")
     return parser
 
 
-def training_overrides(args, lr_alias: str) -> dict:
+def reproduce_doc() -> str:
+    lines = ["Runs the London baseline and, for each variant, finetuning without pretraining and pretraining + "
+             "finetuning; answers dev (and test) questions; writes results.md and results.json. Recipes:"]
+    return "\n".join(lines + [f"  {name}: {r.description}" for name, r in RECIPES.items()])
+
+
+def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
     names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "max_minutes")
-    overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    overrides = dict(recipe_defaults or {})
+    overrides.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    if args.compile:
+        overrides["compile"] = True
     lr = args.learning_rate if args.learning_rate is not None else getattr(args, lr_alias)
     if lr is not None:
         overrides["learning_rate"] = lr
@@ -92,34 +148,74 @@ def training_overrides(args, lr_alias: str) -> dict:
 
 
 def model_options(args) -> experiment.ModelOptions:
-    return experiment.ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd,
-                                   args.bottleneck_dim, args.dropout)
+    asked = experiment.ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd, args.bottleneck_dim,
+                                    args.dropout)
+    recipe = RECIPES[args.recipe] if getattr(args, "recipe", None) else None
+    return recipe.model.overridden_by(asked) if recipe else asked
 
 
-def run(args) -> None:
+def recipe_training(args, stage: str) -> dict:
+    return getattr(RECIPES[args.recipe], stage) if getattr(args, "recipe", None) else {}
+
+
+def run(args) -> int | None:
     started = time.perf_counter()
     if args.verb == "pretrain":
         result = experiment.pretrain(args.variant, args.pretrain_corpus_path, args.writing_params_path,
                                      model_options(args), seed=args.seed, device=args.device,
-                                     **training_overrides(args, "pretrain_lr"))
+                                     **training_overrides(args, "pretrain_lr", recipe_training(args, "pretrain")))
     elif args.verb == "finetune":
         result = experiment.finetune(args.variant, args.pretrain_corpus_path, args.finetune_corpus_path,
                                      args.writing_params_path, model_options(args), args.reading_params_path,
                                      seed=args.seed, device=args.device, drop_non_ascii=args.drop_non_ascii,
-                                     **training_overrides(args, "finetune_lr"))
+                                     **training_overrides(args, "finetune_lr", recipe_training(
+                                         args, "finetune" if args.reading_params_path else "scratch")))
     elif args.verb == "evaluate":
         evaluation = experiment.evaluate(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                                          args.eval_corpus_path, model_options(args), args.outputs_path,
-                                         device=args.device, drop_non_ascii=args.drop_non_ascii)
+                                         device=args.device, drop_non_ascii=args.drop_non_ascii,
+                                         abstain_below=args.abstain_below)
         print(report(evaluation.score, args.outputs_path))
+        if evaluation.abstention is not None:
+            print(evaluation.abstention)
+        return
+    elif args.verb == "analyze":
+        from .analysis import format_summary, run_analysis
+
+        result = run_analysis(args.variant, args.pretrain_corpus_path, args.reading_params_path,
+                              args.eval_corpus_path, model_options(args), args.train_corpus_path,
+                              args.outputs_path, device=args.device, drop_non_ascii=args.drop_non_ascii)
+        print(format_summary(result) + (f"\nwrote {args.outputs_path}" if args.outputs_path else ""))
+        return
+    elif args.verb == "ask":
+        from .analysis import run_ask
+
+        words = args.words
+        variant = words.pop(0) if len(words) >= 2 and words[0] in VARIANTS else None
+        question = " ".join(words[1:]) or None
+        return run_ask(words[0], args.reading_params_path, question, variant, model_options(args),
+                       device=args.device, train_corpus_path=args.train_corpus_path, k=args.top_k)
+    elif args.verb == "lab":
+        run_lab(args)
         return
     elif args.verb == "london":
         print(report(experiment.london(args.eval_corpus_path, args.outputs_path).score, args.outputs_path))
+        return
+    elif args.verb == "reproduce":
+        reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, args.recipe, variants=args.variants, seed=args.seed,
+                  device=args.device)
+        return
+    elif args.verb == "report":
+        from .report import write_report
+
+        print(f"wrote {write_report(args.run_dirs, args.output, question=args.question)}")
         return
     else:
         from .demo import run_demo
 
         run_demo(args.out_dir, seed=args.seed, device=args.device, quick=args.quick)
+        return
+    if not ranks().is_main:
         return
     stop = " (stopped at --max_minutes)" if result.stopped_early else ""
     print(f"{args.verb}: {result.steps} steps, {result.epochs_done} epochs, final loss {result.final_loss:.4f}, "
@@ -128,16 +224,24 @@ def run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # ask's question may follow the options, and unquoted
+        if args.verb != "ask" or any(e.startswith("-") for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.words += extra
     try:
-        run(args)
+        status = run(args)
     except FactlabError as err:
         print(f"factlab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("factlab: interrupted; no output was written", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return status or 0
 
 
 if __name__ == "__main__":

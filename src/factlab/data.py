@@ -91,6 +91,12 @@ def course_pair(ids: list[int], block_size: int) -> tuple[torch.Tensor, torch.Te
     return s[:-1], s[1:].clone()
 
 
+def documents(corpus: str) -> list[str]:
+    """The corpus's documents: one a line. Blank lines (the file's trailing newline) are not documents: they would
+    teach nothing."""
+    return [line for line in corpus.split("\n") if line.strip()]
+
+
 class CharCorruptionDataset:
     """Span corruption for pretraining: a document becomes `prefix ⁇ suffix ⁇ masked`.
 
@@ -107,8 +113,7 @@ class CharCorruptionDataset:
         self.stoi, self.itos = self.vocab.stoi, dict(enumerate(self.vocab.itos))
         self.vocab_size = len(self.vocab)
         self.PAD_CHAR, self.MASK_CHAR = PAD_CHAR, MASK_CHAR
-        # Blank lines (the file's trailing newline) are not documents: they would teach nothing.
-        self.data = [line for line in data.split("\n") if line.strip()]
+        self.data = documents(data)
         self.rng = random.Random(seed)  # used only by __getitem__; the trainer passes its own generator
 
     def __len__(self) -> int:

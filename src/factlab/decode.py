@@ -4,11 +4,20 @@
 sequence writes its new token at its own position, and decoding stops as soon as every answer is closed (the
 text after the closing ⁇ would be thrown away). `answer_one_by_one` is the course's loop (one question at a
 time, full recomputation every step): the reference the batched decoder must match exactly.
+
+With `with_scores=True` the same decoder also returns, per question, how sure the model was of its answer
+(`Scored`): the log-probability of the answer characters *and* of the closing ⁇ (the ⁇ is what makes the answer
+complete: without it "Paris" would also be a prefix of "Parisville"), and the probability of the first character.
+The answers are the same either way; only the log-softmax of the chosen tokens is added to the loop.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 
 from .model import GPT, KVCache
 from .vocab import MASK_CHAR, MASK_ID, PAD_ID, Vocab
@@ -18,6 +27,24 @@ MAX_ANSWER_CHARS = 32  # the course samples 32 characters after the prompt
 
 def prompt_ids(vocab: Vocab, question: str, where: str = "question") -> list[int]:
     return vocab.encode(question + MASK_CHAR, where)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A greedy answer with the model's confidence in it.
+
+    logprob: sum of log p(token) over the answer's characters and the closing ⁇ (if the answer was not closed
+    within the character budget, over the answer's characters only, and `closed` is False).
+    first_char_prob: p(first generated token), which is the ⁇ itself for an empty answer.
+    """
+    answer: str
+    logprob: float
+    first_char_prob: float
+    closed: bool
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logprob)
 
 
 def answer_from(vocab: Vocab, generated: list[int]) -> str:
@@ -55,19 +82,32 @@ def answer_one_by_one(model: GPT, vocab: Vocab, prompts: list[list[int]], max_ch
 
 @torch.no_grad()
 def answer_questions(model: GPT, vocab: Vocab, prompts: list[list[int]], max_chars: int = MAX_ANSWER_CHARS,
-                     batch_size: int = 512) -> list[str]:
-    """Greedy answers for all prompts, batched; similar lengths are batched together to keep padding small."""
+                     batch_size: int = 512, with_scores: bool = False) -> list[str] | list[Scored]:
+    """Greedy answers for all prompts, batched; similar lengths are batched together to keep padding small.
+    With `with_scores`, a `Scored` per prompt (same answers, plus their probabilities) instead of strings."""
     model.eval()
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    answers: list[str] = [""] * len(prompts)
+    answers: list = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for i, answer in zip(chunk, _answer_batch(model, vocab, [prompts[i] for i in chunk], max_chars)):
+        batch = _answer_batch(model, vocab, [prompts[i] for i in chunk], max_chars, with_scores)
+        for i, answer in zip(chunk, batch):
             answers[i] = answer
     return answers
 
 
-def _answer_batch(model: GPT, vocab: Vocab, prompts: list[list[int]], max_chars: int) -> list[str]:
+@torch.no_grad()
+def next_token_probs(model: GPT, prompt: list[int]) -> torch.Tensor:
+    """p(next token | prompt), a (vocab,) tensor: what the first character of the answer could be."""
+    model.eval()
+    check_fits(model, [prompt])
+    device = next(model.parameters()).device
+    logits, _ = model(torch.tensor([prompt], device=device))
+    return logits[0, -1].float().softmax(-1).cpu()
+
+
+def _answer_batch(model: GPT, vocab: Vocab, prompts: list[list[int]], max_chars: int,
+                  with_scores: bool = False) -> list[str] | list[Scored]:
     device = next(model.parameters()).device
     check_fits(model, prompts)
     lengths = torch.tensor([len(p) for p in prompts], device=device)
@@ -86,13 +126,24 @@ def _answer_batch(model: GPT, vocab: Vocab, prompts: list[list[int]], max_chars:
         logits, _ = model(tokens[:, :width], cache=cache)
     else:
         logits, _ = model(tokens)
-    next_token = logits[rows, lengths - 1].argmax(-1)
+    step_logits = logits[rows, lengths - 1]
+    next_token = step_logits.argmax(-1)
 
     generated = torch.full((len(prompts), max(steps, default=0)), PAD_ID, dtype=torch.long, device=device)
     closed = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     limit = torch.tensor(steps, device=device)
+    if with_scores:
+        logprob = torch.zeros(len(prompts), dtype=torch.float64, device=device)
+        first_prob = torch.zeros(len(prompts), dtype=torch.float64, device=device)
+        mask_closed = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     for step in range(generated.size(1)):
         generated[:, step] = next_token
+        if with_scores:  # the chosen token's log-probability counts until (and including) the closing ⁇
+            chosen = F.log_softmax(step_logits.double(), -1)[rows, next_token]
+            logprob += torch.where(closed, torch.zeros_like(chosen), chosen)
+            if step == 0:
+                first_prob = chosen.exp()
+            mask_closed |= ~closed & (next_token == MASK_ID)
         closed |= (next_token == MASK_ID) | (step + 1 >= limit)
         if bool(closed.all()):
             break
@@ -100,9 +151,14 @@ def _answer_batch(model: GPT, vocab: Vocab, prompts: list[list[int]], max_chars:
         if cache is not None:
             cache.advance(position[:, None])
             logits, _ = model(next_token[:, None], cache=cache)
-            next_token = logits[:, -1].argmax(-1)
+            step_logits = logits[:, -1]
         else:
             tokens[rows, position] = next_token
             logits, _ = model(tokens)
-            next_token = logits[rows, position].argmax(-1)
-    return [answer_from(vocab, generated[row, : steps[row]].tolist()) for row in range(len(prompts))]
+            step_logits = logits[rows, position]
+        next_token = step_logits.argmax(-1)
+    answers = [answer_from(vocab, generated[row, : steps[row]].tolist()) for row in range(len(prompts))]
+    if not with_scores:
+        return answers
+    return [Scored(a, float(lp), float(fp), bool(c))
+            for a, lp, fp, c in zip(answers, logprob.tolist(), first_prob.tolist(), mask_closed.tolist())]

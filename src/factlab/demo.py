@@ -7,12 +7,11 @@ pretrained model answers correctly about dev people it learned from their biogra
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import experiment, synthetic
-from .checkpoint import write_text_atomic
+from .reproduce import DataFiles, Recipe, reproduce
 
 
 @dataclass(frozen=True)
@@ -20,15 +19,16 @@ class DemoSize:
     n_people: int
     bios_per_person: int
     dev_fraction: float
-    model: experiment.ModelOptions
-    pretrain: dict
-    finetune: dict  # from the pretrained model
-    scratch_epochs: int  # finetuning without pretraining has more to learn, as in the course (75 vs 10 epochs)
+    recipe: Recipe
 
-    def pretrain_options(self) -> dict:
-        # The cosine spans the whole run (the course's final_tokens covers only 200 of its 650 epochs).
-        final = self.pretrain["max_epochs"] * self.n_people * self.bios_per_person * (self.model.block_size - 1)
-        return {**self.pretrain, "final_tokens": final}
+
+def demo_recipe(name: str, n_documents: int, model: experiment.ModelOptions, pretrain: dict, finetune: dict,
+                scratch_epochs: int) -> Recipe:
+    # The cosine spans the whole run (the course's final_tokens covers only 200 of its 650 epochs). Finetuning
+    # without pretraining has more to learn, so it runs longer, as in the course (75 vs 10 epochs).
+    final_tokens = pretrain["max_epochs"] * n_documents * (model.block_size - 1)
+    return Recipe(name, "factlab demo", model, {**pretrain, "final_tokens": final_tokens}, finetune,
+                  {**finetune, "max_epochs": scratch_epochs})
 
 
 # Chosen on the synthetic dev set of seed 0 (README, "what was tried"): 300 people need about 300 passes over
@@ -38,19 +38,19 @@ FULL = DemoSize(
     n_people=300,
     bios_per_person=1,
     dev_fraction=0.3,  # 90 dev questions: with 60, one place's share of the dev split swings the baselines
-    model=experiment.ModelOptions(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-    pretrain=dict(max_epochs=300, batch_size=16, learning_rate=2e-3),
-    finetune=dict(max_epochs=4, batch_size=32, learning_rate=6e-4),
-    scratch_epochs=20,
+    recipe=demo_recipe("demo", 300, experiment.ModelOptions(block_size=128, n_layer=4, n_head=4, n_embd=128,
+                                                            dropout=0.0),
+                       pretrain=dict(max_epochs=300, batch_size=16, learning_rate=2e-3),
+                       finetune=dict(max_epochs=4, batch_size=32, learning_rate=6e-4), scratch_epochs=20),
 )
 QUICK = DemoSize(  # for the tests: the same pipeline, smaller and shorter
     n_people=100,
     bios_per_person=2,
     dev_fraction=0.2,
-    model=experiment.ModelOptions(block_size=128, n_layer=2, n_head=2, n_embd=64, dropout=0.0),
-    pretrain=dict(max_epochs=10, batch_size=32, learning_rate=2e-3),
-    finetune=dict(max_epochs=2, batch_size=32, learning_rate=6e-4),
-    scratch_epochs=2,
+    recipe=demo_recipe("demo-quick", 200, experiment.ModelOptions(block_size=128, n_layer=2, n_head=2, n_embd=64,
+                                                                  dropout=0.0),
+                       pretrain=dict(max_epochs=10, batch_size=32, learning_rate=2e-3),
+                       finetune=dict(max_epochs=2, batch_size=32, learning_rate=6e-4), scratch_epochs=2),
 )
 
 
@@ -61,35 +61,5 @@ def run_demo(out_dir, seed: int = 0, device: str = "auto", quick: bool = False, 
                                dev_fraction=size.dev_fraction, test_fraction=0.05).write(out / "data")
     bios = "1 biography" if size.bios_per_person == 1 else f"{size.bios_per_person} biographies"
     log(f"synthetic corpus: {size.n_people} fictional people ({bios} per person) in {paths['wiki']} (seed {seed})")
-    rows = []
-
-    def row(name: str, evaluation, seconds: float) -> None:
-        s = evaluation.score
-        rows.append({"run": name, "correct": s.correct, "total": s.total, "percent": s.percent, "seconds": seconds})
-        log(f"{name}: {s} ({seconds:.0f} s)")
-
-    started = time.perf_counter()
-    row("London baseline", experiment.london(paths["dev"], out / "london.dev.predictions"), 0.0)
-
-    t = time.perf_counter()
-    experiment.finetune("vanilla", paths["wiki"], paths["train"], out / "vanilla.nopretrain.params", size.model,
-                        seed=seed, device=device, **{**size.finetune, "max_epochs": size.scratch_epochs})
-    evaluation = experiment.evaluate("vanilla", paths["wiki"], out / "vanilla.nopretrain.params", paths["dev"],
-                                     size.model, out / "vanilla.nopretrain.dev.predictions", device=device)
-    row("no pretraining", evaluation, time.perf_counter() - t)
-
-    t = time.perf_counter()
-    experiment.pretrain("vanilla", paths["wiki"], out / "vanilla.pretrain.params", size.model, seed=seed,
-                        device=device, **size.pretrain_options())
-    experiment.finetune("vanilla", paths["wiki"], paths["train"], out / "vanilla.finetune.params", size.model,
-                        reading_params_path=out / "vanilla.pretrain.params", seed=seed, device=device, **size.finetune)
-    evaluation = experiment.evaluate("vanilla", paths["wiki"], out / "vanilla.finetune.params", paths["dev"],
-                                     size.model, out / "vanilla.pretrain.dev.predictions", device=device)
-    row("pretrain + finetune", evaluation, time.perf_counter() - t)
-
-    table = ["| run | dev exact match | time |", "| --- | --- | --- |"]
-    table += [f"| {r['run']} | {r['correct']}/{r['total']} = {r['percent']:.1f}% | {r['seconds']:.0f} s |" for r in rows]
-    text = "\n".join(table)
-    write_text_atomic(out / "results.md", text + "\n")
-    log("\n" + text + f"\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
-    return rows
+    files = DataFiles(paths["wiki"], paths["train"], paths["dev"], paths["test"])
+    return reproduce(files, out, size.recipe, variants=("vanilla",), seed=seed, device=device, log=log)

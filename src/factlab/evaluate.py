@@ -1,4 +1,5 @@
-"""Exact-match scoring, the London baseline, and predictions files (one answer a line, as the course writes)."""
+"""Exact-match scoring, the London baseline, abstention, and predictions files (one answer a line, as the course
+writes)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,46 @@ def score(questions: list[Question], predictions: list[str]) -> Score | None:
     if questions[0].answer is None:
         return None
     return Score(sum(q.answer == p for q, p in zip(questions, predictions)), len(questions))
+
+
+ABSTAIN = "unknown"  # what the model answers when its confidence is below the --abstain_below threshold
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """Answers kept only when their probability reaches `threshold`; the others become "unknown"."""
+    threshold: float
+    total: int
+    answered: int
+    correct: int | None  # among the answered questions; None for a file without answers
+
+    @property
+    def coverage(self) -> float:
+        return self.answered / self.total if self.total else 0.0
+
+    @property
+    def score(self) -> Score | None:
+        """Exact match over all questions, abstentions counted as wrong."""
+        return None if self.correct is None else Score(self.correct, self.total)
+
+    def __str__(self) -> str:
+        line = (f"Abstained on {self.total - self.answered} of {self.total} questions (answer probability < "
+                f"{self.threshold:g}): answered {self.answered} (coverage {100 * self.coverage:.1f}%)")
+        if self.correct is not None:
+            accuracy = f"{100 * self.correct / self.answered:.1f}%" if self.answered else "undefined"
+            line += f", {self.correct} correct, accuracy on answered {accuracy}"
+        return line
+
+
+def abstain(questions: list[Question], predictions: list[str], probs: list[float],
+            threshold: float) -> tuple[list[str], Abstention]:
+    """Replace the answers whose probability is below `threshold` by "unknown"."""
+    keep = [p >= threshold for p in probs]
+    correct = None
+    if questions and questions[0].answer is not None:
+        correct = sum(k and q.answer == p for q, p, k in zip(questions, predictions, keep))
+    kept = [p if k else ABSTAIN for p, k in zip(predictions, keep)]
+    return kept, Abstention(threshold, len(questions), sum(keep), correct)
 
 
 def london_baseline(questions: list[Question]) -> list[str]:

@@ -10,10 +10,10 @@ import torch
 
 from . import FactlabError, checkpoint
 from .data import CharCorruptionDataset, NameDataset, parse_questions, read_text
-from .decode import answer_questions, prompt_ids
-from .evaluate import Score, london_baseline, score, write_predictions
+from .decode import Scored, answer_questions, prompt_ids
+from .evaluate import Abstention, Score, abstain, london_baseline, score, write_predictions
 from .model import GPT, GPTConfig
-from .train import TrainConfig, TrainResult, resolve_device, train
+from .train import TrainConfig, TrainResult, ranks, resolve_device, train
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class ModelOptions:
     n_embd: int | None = None
     bottleneck_dim: int | None = None
     dropout: float | None = None
+
+    def overridden_by(self, other: ModelOptions) -> ModelOptions:
+        """These options with every value `other` sets replacing ours."""
+        return replace(self, **{f.name: getattr(other, f.name) for f in fields(other)
+                                if getattr(other, f.name) is not None})
 
     def config(self, variant: str, vocab_size: int, base: GPTConfig | None = None) -> GPTConfig:
         base = base or GPTConfig(vocab_size=vocab_size, block_size=128, variant=variant)
@@ -89,34 +94,67 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
 
 def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_path, stage: str) -> TrainResult:
     result = train(model, dataset, tconf, metrics_path=f"{writing_params_path}.metrics.jsonl")
-    info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict()}
-    checkpoint.save(writing_params_path, model, corpus.vocab, info)
+    if ranks().is_main:  # under torchrun every rank ends with the same weights; one writes them
+        info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict()}
+        checkpoint.save(writing_params_path, model, corpus.vocab, info)
     return result
+
+
+def checkpoint_variant(params_path) -> str:
+    """The attention variant a checkpoint was trained with: from its metadata, or from a course file's weights."""
+    header = checkpoint.read_config(params_path)
+    if header is not None:
+        return header[0].variant
+    state = checkpoint.load_course_params(Path(params_path))
+    return checkpoint.config_from_course_state(state, GPTConfig(vocab_size=1, block_size=128)).variant
 
 
 @dataclass(frozen=True)
 class Evaluation:
     predictions: list[str]
-    score: Score | None  # None for a file without answers
+    score: Score | None  # None for a file without answers; with abstention, abstentions count as wrong
+    scored: list[Scored] | None = None  # the greedy answers with their probabilities, when they were asked for
+    abstention: Abstention | None = None
 
 
-def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, options: ModelOptions,
-             outputs_path=None, device: str = "auto", drop_non_ascii: bool = False) -> Evaluation:
-    if outputs_path is not None:
-        check_output_path(outputs_path)
-    model, corpus = load_model(reading_params_path, variant, corpus_path, options)
-    questions = parse_questions(read_text(eval_corpus_path), str(eval_corpus_path), require_answers=False,
-                                drop_non_ascii=drop_non_ascii)
-    prompts = [prompt_ids(corpus.vocab, q.question, q.where) for q in questions]
+def read_questions(eval_corpus_path, drop_non_ascii: bool = False, require_answers: bool = False):
+    return parse_questions(read_text(eval_corpus_path), str(eval_corpus_path), require_answers=require_answers,
+                           drop_non_ascii=drop_non_ascii)
+
+
+def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool = False) -> list:
+    """Greedy answers (or `Scored` answers) to parsed questions; a question the model cannot read is an error."""
+    prompts = [prompt_ids(vocab, q.question, q.where) for q in questions]
     for q, p in zip(questions, prompts):
         if len(p) > model.config.block_size:
             raise FactlabError(f"{q.where}: the question with its ⁇ is {len(p)} characters; the model reads at most "
                                f"{model.config.block_size}")
     model.to(resolve_device(device))
-    predictions = answer_questions(model, corpus.vocab, prompts)
+    return answer_questions(model, vocab, prompts, with_scores=with_scores)
+
+
+def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, options: ModelOptions,
+             outputs_path=None, device: str = "auto", drop_non_ascii: bool = False,
+             abstain_below: float | None = None) -> Evaluation:
+    """Greedy answers to a question file, scored. With `abstain_below`, answers whose probability (answer
+    characters and closing ⁇) is below it become "unknown" and count as wrong."""
+    if outputs_path is not None:
+        check_output_path(outputs_path)
+    if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
+        raise FactlabError(f"--abstain_below {abstain_below}: a probability threshold must be in [0, 1]")
+    model, corpus = load_model(reading_params_path, variant, corpus_path, options)
+    questions = read_questions(eval_corpus_path, drop_non_ascii)
+    if abstain_below is None:
+        predictions = answer(model, corpus.vocab, questions, device)
+        scored, abstention, result = None, None, score(questions, predictions)
+    else:
+        scored = answer(model, corpus.vocab, questions, device, with_scores=True)
+        predictions, abstention = abstain(questions, [s.answer for s in scored], [s.prob for s in scored],
+                                          abstain_below)
+        result = abstention.score
     if outputs_path is not None:
         write_predictions(outputs_path, predictions)
-    return Evaluation(predictions, score(questions, predictions))
+    return Evaluation(predictions, result, scored, abstention)
 
 
 def london(eval_corpus_path, outputs_path=None) -> Evaluation:

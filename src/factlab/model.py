@@ -10,6 +10,10 @@ ln_f, head), so a course checkpoint is a state_dict this model loads. Attention 
 - perceiver (2023 handout): a learned basis C of m latents cross-attends to the input (latent i sees inputs <= i),
   n_layer - 2 ordinary blocks run over the m latents, and every input position attends back to the latents
   (position j sees latents <= j). All three masks are SDPA's upper-left causal mask.
+
+`GPT.attention_maps(idx)` returns the softmax weights of every attention module for an input (for the report):
+each module builds its queries, keys and mask in one place, used both by its SDPA call and by
+`attention_weights`, which computes softmax(q kᵀ · scale + mask) explicitly.
 """
 
 from __future__ import annotations
@@ -87,6 +91,20 @@ def merge_heads(y: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2).reshape(B, T, nh * hs)
 
 
+def causal_mask(n_queries: int, n_keys: int, device=None) -> torch.Tensor:
+    """SDPA's upper-left causal mask (True = may attend): query i sees keys <= i."""
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril()
+
+
+def softmax_weights(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """The weights that `F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)` applies to v:
+    softmax(q kᵀ · scale + mask), where a boolean mask's False is -inf and scale defaults to 1/sqrt(head size)."""
+    scale = 1.0 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale
+    scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    return scores.softmax(dim=-1)
+
+
 class CausalAttention(nn.Module):
     """Multi-head attention of queries from x to keys/values from `context` (x itself for self-attention),
     under the upper-left causal mask: query i sees context positions <= i."""
@@ -100,11 +118,20 @@ class CausalAttention(nn.Module):
         self.resid_drop = nn.Dropout(config.dropout)
         self.n_head, self.dropout, self.layer = config.n_head, config.dropout, layer
 
-    def forward(self, x, context=None, cache: KVCache | None = None):
+    def _qkv(self, x, context=None):
         context = x if context is None else context
         q = split_heads(self.query(x), self.n_head)
         k = split_heads(self.key(context), self.n_head)
         v = split_heads(self.value(context), self.n_head)
+        return q, k, v
+
+    def attention_weights(self, x, context=None) -> torch.Tensor:
+        """(B, nh, T_x, T_context) softmax weights of the forward pass without a cache (and without dropout)."""
+        q, k, _ = self._qkv(x, context)
+        return softmax_weights(q, k, causal_mask(q.size(2), k.size(2), x.device))
+
+    def forward(self, x, context=None, cache: KVCache | None = None):
+        q, k, v = self._qkv(x, context)
         dropout = self.dropout if self.training else 0.0
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
@@ -132,18 +159,26 @@ class SynthesizerAttention(nn.Module):
         self.resid_drop = nn.Dropout(config.dropout)
         self.n_head, self.dropout, self.layer = config.n_head, config.dropout, layer
 
-    def forward(self, x, context=None, cache: KVCache | None = None):
-        B, T, _ = x.shape
+    def _qk_bias(self, x, mask):
+        """The SDPA roles: q = ReLU(X A_i + b1), k = B_iᵀ, and bias b2 with -inf where `mask` is False (scale 1)."""
         q = split_heads(F.relu(self.w1(x)), self.n_head)  # (B, nh, T, hs)
+        slots = mask.size(-1)
+        k = self.w2[:, :, :slots].transpose(1, 2).unsqueeze(0).expand(x.size(0), -1, -1, -1)
+        return q, k, self.b2[:slots].masked_fill(~mask, float("-inf"))
+
+    def attention_weights(self, x, context=None) -> torch.Tensor:
+        """(B, nh, T, T) synthesized weights softmax(ReLU(X A_i + b1) B_i + b2), causal, as in forward."""
+        q, k, bias = self._qk_bias(x, causal_mask(x.size(1), x.size(1), x.device))
+        return softmax_weights(q, k, bias, scale=1.0)
+
+    def forward(self, x, context=None, cache: KVCache | None = None):
         v = split_heads(self.value(x), self.n_head)
         if cache is None:
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            mask = causal_mask(x.size(1), x.size(1), x.device)
         else:
             _, v = cache.store(self.layer, None, v)
             mask = cache.mask
-        slots = v.size(2)
-        k = self.w2[:, :, :slots].transpose(1, 2).unsqueeze(0).expand(B, -1, -1, -1)  # B_iᵀ as keys
-        bias = self.b2[:slots].masked_fill(~mask, float("-inf"))
+        q, k, bias = self._qk_bias(x, mask)
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, scale=1.0)
         return self.resid_drop(self.proj(merge_heads(y)))
@@ -235,6 +270,30 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=PAD_ID)
         return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx) -> list[tuple[str, torch.Tensor]]:
+        """(module name, weights (B, nh, queries, keys)) for every attention module, in the order the forward pass
+        runs them: blocks.N.attn for vanilla and synthesizer; for the perceiver down_block.attn (latents <- input),
+        blocks.N.attn (latents <- latents), up_block.attn (input <- latents). Each module's input is taken from a
+        forward pass (in eval mode: no dropout) and its weights recomputed from the same queries, keys and mask."""
+        modules = {m: name for name, m in self.named_modules() if hasattr(m, "attention_weights")}
+        maps = []
+
+        def record(module, args):
+            x, context = args[0], args[1] if len(args) > 1 else None
+            maps.append((modules[module], module.attention_weights(x, context)))
+
+        handles = [m.register_forward_pre_hook(record) for m in modules]
+        was_training = self.training
+        try:
+            self.eval()
+            self(idx)
+        finally:
+            self.train(was_training)
+            for h in handles:
+                h.remove()
+        return maps
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -93,12 +93,13 @@ def _write_atomic(path: pathlib.Path, text: str) -> pathlib.Path:
 
 
 def _place_counts(n: int, rng: random.Random) -> list[str]:
-    """Return n birthplaces with a Zipf-like (1 / (rank + 3)) skew, in random order."""
-    # Apportion counts exactly instead of sampling: the top place gets ~10% and
-    # the rarest about 0.9% (3-4 of 400 people), with no sampling noise.
+    """Return n birthplaces with a Zipf-like (1 / (rank + 15)) skew, in random order."""
+    # As skewed as the real data, where the top answer (London) is 4.5% of the training questions: the top place
+    # gets ~4.9% and the rarest ~1.4%. A steeper skew lets a model that never read a biography score well by
+    # always naming the top place. Counts are apportioned exactly instead of sampled: no sampling noise.
     places = PLACES[:]
     rng.shuffle(places)
-    weights = [1.0 / (rank + 3) for rank in range(1, len(places) + 1)]
+    weights = [1.0 / (rank + 15) for rank in range(1, len(places) + 1)]
     quotas = [n * w / sum(weights) for w in weights]
     counts = [int(q) for q in quotas]
     by_remainder = sorted(range(len(places)), key=lambda i: counts[i] - quotas[i])

@@ -5,6 +5,10 @@ learning rate that warms up linearly over `warmup_tokens` and then decays along 
 (it stays at 10% afterwards; the course's formula would rise again). The schedule's clock counts every example as
 block_size - 1 positions, exactly as the course's padded batches did, so the course's warmup and final token
 budgets keep their meaning even though factlab never computes on padding.
+
+On a GPU it trains in bf16 autocast with TF32 matmuls, fused AdamW and pinned-memory batches (`compile=True` adds
+torch.compile). Under `torchrun` it is DistributedDataParallel: every rank draws the same global batch and trains
+on its share of the rows, so a run on N processes takes the same steps as one process with the same global batch.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import FactlabError
@@ -39,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     device: str = "cpu"
+    compile: bool = False  # torch.compile the model (opt-in: compiling costs tens of seconds up front)
 
     @classmethod
     def course_pretrain(cls, n_documents: int, block_size: int, **overrides) -> TrainConfig:
@@ -77,7 +86,48 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise FactlabError("--device cuda: no CUDA GPU is available to torch here (use --device cpu or auto)")
+    if name == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in a torchrun job (rank 0 of 1 outside one)."""
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def ranks(device: torch.device | None = None) -> Ranks:
+    """This process's rank, joining torchrun's process group on first use: NCCL on GPUs, gloo on CPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return Ranks()
+    if not dist.is_initialized():
+        cuda = device is not None and device.type == "cuda"
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def shard(x: torch.Tensor, y: torch.Tensor, where: Ranks) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's rows of a global batch (rows rank, rank + N, ...), trimmed to their longest example.
+
+    This is what a DistributedSampler does to a list of examples, applied per batch: factlab forms its batches by
+    length every epoch, and a sampler would pad uneven shards with repeated examples. A rank left without rows
+    gets one all-PAD row, which adds nothing to the loss but keeps it in step with the gradient all-reduce.
+    """
+    if where.world_size == 1:
+        return x, y
+    x, y = x[where.rank :: where.world_size], y[where.rank :: where.world_size]
+    if len(x) == 0:
+        return torch.zeros((1, 1), dtype=torch.long), torch.zeros((1, 1), dtype=torch.long)
+    length = max(1, int((x != PAD_ID).sum(1).max()))
+    return x[:, :length], y[:, :length]
 
 
 def epochs_of_batches(dataset, config: TrainConfig, rng: random.Random):
@@ -93,16 +143,24 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
 
     Per-step metrics stream to `metrics_path` (JSONL, flushed each step so `tail -f` follows a run). `max_minutes`
     stops after the step that crosses it; the caller saves the model either way. The progress bar shows itself on
-    a terminal only unless `progress` says otherwise.
+    a terminal only unless `progress` says otherwise. Under torchrun only rank 0 logs.
     """
     device = resolve_device(config.device)
+    where = ranks(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model.to(device).train()
     decay, no_decay = model.decay_parameters()
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate, betas=config.betas,
+        lr=config.learning_rate, betas=config.betas, fused=cuda,
     )
-    rng = random.Random(config.seed)  # corruption draws and batch order; torch's generator drives dropout
+    network = DistributedDataParallel(model) if where.world_size > 1 else model
+    if config.compile:
+        network = torch.compile(network, dynamic=True)  # batch lengths vary: one graph for all of them
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    rng = random.Random(config.seed)  # corruption draws and batch order, the same on every rank
     positions_per_example = model.config.block_size - 1
     schedule_tokens = tokens = steps = 0
     loss_value = float("nan")
@@ -110,24 +168,34 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     start = time.perf_counter()
     deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
     stopped_early = False
-    with (open(metrics_path, "w", encoding="utf-8") if metrics_path else contextlib.nullcontext()) as metrics, \
-            tqdm(total=config.max_epochs * steps_per_epoch, disable=None if progress is None else not progress,
-                 unit="step", dynamic_ncols=True) as bar:
+    log = where.is_main
+    with (open(metrics_path, "w", encoding="utf-8") if metrics_path and log else contextlib.nullcontext()) as metrics, \
+            tqdm(total=config.max_epochs * steps_per_epoch, disable=(None if progress is None else not progress)
+                 if log else True, unit="step", dynamic_ncols=True) as bar:
         for epoch, x, y in epochs_of_batches(dataset, config, rng):
             schedule_tokens += len(x) * positions_per_example
             lr = learning_rate(config, schedule_tokens)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = x.to(device), y.to(device)
-            _, loss = model(x, y)
+            batch_targets = int((y != PAD_ID).sum())  # of the global batch: the loss is its mean over them
+            tokens += int((x != PAD_ID).sum())
+            x, y = shard(x, y, where)
+            if cuda:
+                x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+            with autocast:
+                logits, _ = network(x)
+            loss_sum = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=PAD_ID,
+                                       reduction="sum")
+            # DDP averages gradients over ranks; scaling by world_size makes them those of the global mean.
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss_sum * (where.world_size / batch_targets)).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
             optimizer.step()
 
             steps += 1
-            tokens += int((x != PAD_ID).sum())
-            loss_value = loss.item()
+            stop = time.perf_counter() > deadline
+            loss_value, stop = global_loss_and_stop(loss_sum.detach(), stop, where, device)
+            loss_value /= batch_targets
             elapsed = time.perf_counter() - start
             if metrics is not None:
                 metrics.write(json.dumps({"step": steps, "epoch": epoch, "loss": round(loss_value, 5), "lr": lr,
@@ -135,10 +203,19 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
                 metrics.flush()
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens / elapsed:,.0f}")
             bar.update()
-            if time.perf_counter() > deadline:
+            if stop:
                 stopped_early = True
                 break
     model.eval()
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
                        seconds=round(time.perf_counter() - start, 2), final_loss=loss_value,
                        stopped_early=stopped_early)
+
+
+def global_loss_and_stop(loss_sum: torch.Tensor, stop: bool, where: Ranks, device) -> tuple[float, bool]:
+    """The batch's summed loss over all ranks, and whether any rank hit the time limit (so all stop together)."""
+    if where.world_size == 1:
+        return loss_sum.item(), stop
+    both = torch.stack([loss_sum.float(), torch.tensor(float(stop), device=device)])
+    dist.all_reduce(both)
+    return both[0].item(), bool(both[1].item() > 0)

@@ -1,0 +1,470 @@
+"""What the model knows: per-question answer analysis, risk–coverage, and single questions (`factlab ask`).
+
+`factlab analyze` answers an evaluation file greedily (the answers `factlab evaluate` gives) with the decoder's
+probabilities, and looks each person up in the pretraining corpus.
+
+Definitions
+-----------
+- **name**: X in a question of the form "Where was X born?" (None for any other question).
+- **the person's documents**: the lines of wiki.txt that start with "X." (the name followed by a period, as every
+  biography begins). Names repeat (20 names begin two lines of the real wiki.txt, one of them a dev name): all
+  such lines count, so a place "occurs in the person's document" when it occurs in any of them. Occurrences of the
+  name itself are removed before looking for a place, so "London" is not found in "Jack London. ...".
+- **name_in_corpus**: X occurs anywhere in wiki.txt (not only as a document title).
+- **place in document**: the exact string (case-sensitive substring) occurs in the document; an empty answer
+  occurs nowhere.
+- **confidence**: the probability of the greedy answer, p(answer characters and the closing ⁇ | question ⁇).
+  **first_char_prob**: the probability of its first character (of the ⁇ for an empty answer).
+- **nearest training name**: the training name with the highest Jaccard similarity of character trigram sets,
+  computed on " x " (lowercased, one space each side); ties go to the earlier line of the training file.
+- **nearest-name hypothesis**: a model that does not know a person answers with the birthplace of the most
+  similar training name. Observed: the share of wrong answers equal to the nearest training name's answer.
+  Two baselines for the same share, with one-sided p-values:
+  (a) `expected_train_frequencies`: wrong answers drawn independently from the training answer frequencies,
+      mean over the questions of f_train(nearest answer); p-value from the exact Poisson-binomial tail;
+  (b) `expected_permutation`: the model's own wrong answers shuffled among the same questions (keeps how often
+      it says each place), exact expectation; p-value from 10,000 seeded permutations.
+- **risk–coverage**: questions sorted by confidence, highest first (ties in file order); for k = 1..n,
+  coverage k/n and accuracy among the top k. AURC is the mean risk (1 - accuracy) over those n coverages;
+  a random order gives 1 - accuracy_full in expectation (`aurc_random`), the best order `aurc_oracle`.
+  `accuracy_at_50` is the accuracy among the ceil(n/2) most confident answers, and `threshold_at_50` the
+  confidence of the last of them (`factlab evaluate --abstain_below` that value answers that half, ties apart).
+
+JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "factlab-analysis-1")
+-----------------------------------------------------------------------------------------------
+{
+  "schema": "factlab-analysis-1",
+  "meta": {"variant", "checkpoint", "corpus_path", "eval_corpus_path", "train_corpus_path" (or null),
+           "n_questions", "document_rule", "similarity"},
+  "records": [  # one per question, in file order
+    {"question": str, "name": str | null, "gold": str, "prediction": str, "correct": bool,
+     "confidence": float, "logprob": float, "first_char_prob": float, "closed": bool (answer ended by ⁇),
+     "name_in_corpus": bool, "n_documents": int, "gold_in_doc": bool, "prediction_in_doc": bool,
+     "prediction_in_train_answers": bool | null,
+     "nearest_train_name": str | null, "nearest_train_answer": str | null, "nearest_similarity": float | null}
+  ],
+  "summary": {
+    "n": int, "correct": int, "accuracy": float,                       # accuracies are fractions in [0, 1]
+    "by": {"name_in_corpus" | "gold_in_doc" | "prediction_in_doc":
+           {"true": {"n", "correct", "accuracy" (null when n = 0)}, "false": {...}}},
+    "confidence": {"mean_correct", "mean_wrong", "median"},              # null when empty
+    "distinct_predictions": int,
+    "frequent_predictions": [[place, count], ...],                       # 10 most frequent answers
+    "frequent_wrong_answers": [[place, count], ...],                     # 10 most frequent wrong answers
+    "wrong_in_train_answers": int | null,  # wrong answers that are some training answer
+    "nearest_name": null without a training file, else
+      {"similarity": str,
+       "wrong": {"n", "matches", "rate", "expected_train_frequencies", "p_value_train_frequencies",
+                 "expected_permutation", "p_value_permutation", "permutations"},
+       "all": {same keys, over every question with a nearest name}}
+  },
+  "risk_coverage": {"coverage": [float] * n, "accuracy": [float] * n, "aurc": float, "aurc_random": float,
+                    "aurc_oracle": float, "accuracy_at_50": float, "accuracy_full": float,
+                    "threshold_at_50": float}
+}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import FactlabError, experiment
+from .checkpoint import write_text_atomic
+from .data import Question, documents, read_text
+from .decode import MAX_ANSWER_CHARS, Scored, answer_questions, next_token_probs, prompt_ids
+from .vocab import MASK_CHAR, MASK_ID, PAD_CHAR
+
+SCHEMA = "factlab-analysis-1"
+QUESTION = re.compile(r"^Where was (.+) born\?$")
+DOCUMENT_RULE = "the wiki.txt lines that start with 'NAME.'; a place occurs if it occurs in any of them"
+SIMILARITY = "Jaccard similarity of character trigram sets of ' name ' (lowercased)"
+PERMUTATIONS = 10_000
+TOP = 10
+
+
+def question_name(question: str) -> str | None:
+    match = QUESTION.match(question.strip())
+    return match[1] if match else None
+
+
+class CorpusIndex:
+    """wiki.txt with its documents indexed by title: every prefix of a line that ends just before a period."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.documents = documents(text)
+        self.by_title: dict[str, list[int]] = defaultdict(list)
+        for i, doc in enumerate(self.documents):
+            for match in re.finditer(r"\.", doc[:200]):  # names may hold periods ("John F. Kennedy.")
+                self.by_title[doc[: match.start()]].append(i)
+
+    def documents_of(self, name: str | None) -> list[str]:
+        return [self.documents[i] for i in self.by_title.get(name, [])] if name else []
+
+    def mentions(self, name: str | None) -> bool:
+        return bool(name) and name in self.text
+
+    def place_in_documents(self, place: str, name: str | None) -> bool:
+        if not place or not name:
+            return False
+        return any(place in doc.replace(name, "\0") for doc in self.documents_of(name))
+
+
+def trigrams(name: str) -> frozenset[str]:
+    padded = f" {name.lower()} "
+    return frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
+
+
+class NearestName:
+    """The most similar training name (character trigram Jaccard) and its answer, via an inverted index."""
+
+    def __init__(self, names: list[str], answers: list[str]):
+        self.names, self.answers = names, answers
+        self.grams = [trigrams(n) for n in names]
+        self.postings: dict[str, list[int]] = defaultdict(list)
+        for i, grams in enumerate(self.grams):
+            for g in grams:
+                self.postings[g].append(i)
+
+    def nearest(self, name: str) -> tuple[str, str, float] | None:
+        grams = trigrams(name)
+        shared = Counter(i for g in grams for i in self.postings.get(g, ()))
+        if not shared:
+            return None
+        best = max(shared, key=lambda i: (shared[i] / (len(grams) + len(self.grams[i]) - shared[i]), -i))
+        similarity = shared[best] / (len(grams) + len(self.grams[best]) - shared[best])
+        return self.names[best], self.answers[best], similarity
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def _rate(correct: int, n: int) -> float | None:
+    return correct / n if n else None
+
+
+def split(records: list[dict], key: str) -> dict:
+    out = {}
+    for value in (True, False):
+        group = [r for r in records if r[key] is value]
+        correct = sum(r["correct"] for r in group)
+        out[str(value).lower()] = {"n": len(group), "correct": correct, "accuracy": _rate(correct, len(group))}
+    return out
+
+
+def risk_coverage(confidences: list[float], correct: list[bool]) -> dict:
+    """Accuracy among the k most confident answers for every k, AURC, and accuracy at 50% coverage."""
+    n = len(confidences)
+    if n == 0:
+        raise ValueError("risk-coverage of no questions")
+    order = sorted(range(n), key=lambda i: (-confidences[i], i))
+    hits = np.cumsum([bool(correct[i]) for i in order])
+    k = np.arange(1, n + 1)
+    accuracy = hits / k
+    total = int(hits[-1])
+    oracle = np.where(k <= total, 0.0, (k - total) / k)
+    half = math.ceil(n / 2)
+    return {
+        "coverage": (k / n).tolist(),
+        "accuracy": accuracy.tolist(),
+        "aurc": float(np.mean(1 - accuracy)),
+        "aurc_random": 1 - total / n,
+        "aurc_oracle": float(np.mean(oracle)),
+        "accuracy_at_50": float(accuracy[half - 1]),
+        "accuracy_full": total / n,
+        "threshold_at_50": float(confidences[order[half - 1]]),
+    }
+
+
+def poisson_binomial_tail(probs: list[float], k: int) -> float:
+    """P(X >= k) for X a sum of independent Bernoulli(p_i)."""
+    dist = np.zeros(len(probs) + 1)
+    dist[0] = 1.0
+    for p in probs:
+        dist[1:] = dist[1:] * (1 - p) + dist[:-1] * p
+        dist[0] *= 1 - p
+    return float(min(1.0, dist[k:].sum()))
+
+
+def match_test(predictions: list[str], nearest: list[str], train_freq: dict[str, float], seed: int = 0,
+               permutations: int = PERMUTATIONS) -> dict:
+    """How often prediction == nearest answer, against the two baselines of the module docstring."""
+    n = len(predictions)
+    matches = sum(p == q for p, q in zip(predictions, nearest))
+    result = {"n": n, "matches": matches, "rate": _rate(matches, n), "expected_train_frequencies": None,
+              "p_value_train_frequencies": None, "expected_permutation": None, "p_value_permutation": None,
+              "permutations": permutations}
+    if n == 0:
+        return result
+    chance = [train_freq.get(q, 0.0) for q in nearest]
+    pred_count, near_count = Counter(predictions), Counter(nearest)
+    result["expected_train_frequencies"] = sum(chance) / n
+    result["p_value_train_frequencies"] = poisson_binomial_tail(chance, matches)
+    result["expected_permutation"] = sum(c * near_count[p] for p, c in pred_count.items()) / n / n
+    codes = {p: i for i, p in enumerate(set(predictions) | set(nearest))}
+    pred = np.array([codes[p] for p in predictions])
+    near = np.array([codes[q] for q in nearest])
+    rng = np.random.default_rng(seed)
+    at_least = 0
+    for start in range(0, permutations, 1000):
+        rows = min(1000, permutations - start)
+        shuffled = rng.permuted(np.tile(pred, (rows, 1)), axis=1)
+        at_least += int(((shuffled == near).sum(axis=1) >= matches).sum())
+    result["p_value_permutation"] = (1 + at_least) / (1 + permutations)
+    return result
+
+
+def analyze_answers(questions: list[Question], scored: list[Scored], index: CorpusIndex,
+                    train: list[Question] | None = None) -> dict:
+    """Records, summary and risk–coverage (the JSON of the module docstring, without "meta")."""
+    if len(questions) != len(scored):
+        raise ValueError(f"{len(scored)} answers for {len(questions)} questions")
+    if not questions or questions[0].answer is None:
+        raise FactlabError("no gold answers: the analysis needs question<TAB>answer lines")
+    nearest_index = train_freq = train_answers = None
+    if train:
+        named = [(question_name(q.question), q.answer) for q in train]
+        named = [(n, a) for n, a in named if n]
+        nearest_index = NearestName([n for n, _ in named], [a for _, a in named])
+        train_freq = {p: c / len(train) for p, c in Counter(q.answer for q in train).items()}
+        train_answers = set(train_freq)
+    records = []
+    for q, s in zip(questions, scored):
+        name = question_name(q.question)
+        near = nearest_index.nearest(name) if nearest_index and name else None
+        records.append({
+            "question": q.question, "name": name, "gold": q.answer, "prediction": s.answer,
+            "correct": s.answer == q.answer, "confidence": s.prob, "logprob": s.logprob,
+            "first_char_prob": s.first_char_prob, "closed": s.closed,
+            "name_in_corpus": index.mentions(name), "n_documents": len(index.documents_of(name)),
+            "gold_in_doc": index.place_in_documents(q.answer, name),
+            "prediction_in_doc": index.place_in_documents(s.answer, name),
+            "prediction_in_train_answers": None if train_answers is None else s.answer in train_answers,
+            "nearest_train_name": near[0] if near else None, "nearest_train_answer": near[1] if near else None,
+            "nearest_similarity": near[2] if near else None,
+        })
+    correct = sum(r["correct"] for r in records)
+    wrong = [r for r in records if not r["correct"]]
+    confidences = [r["confidence"] for r in records]
+    summary = {
+        "n": len(records), "correct": correct, "accuracy": correct / len(records),
+        "by": {key: split(records, key) for key in ("name_in_corpus", "gold_in_doc", "prediction_in_doc")},
+        "confidence": {
+            "mean_correct": _mean([r["confidence"] for r in records if r["correct"]]),
+            "mean_wrong": _mean([r["confidence"] for r in wrong]),
+            "median": float(np.median(confidences)),
+        },
+        "distinct_predictions": len({r["prediction"] for r in records}),
+        "frequent_predictions": [list(x) for x in Counter(r["prediction"] for r in records).most_common(TOP)],
+        "frequent_wrong_answers": [list(x) for x in Counter(r["prediction"] for r in wrong).most_common(TOP)],
+        "wrong_in_train_answers": None if train_answers is None else sum(r["prediction"] in train_answers
+                                                                          for r in wrong),
+        "nearest_name": None,
+    }
+    if nearest_index is not None:
+        def test(group):
+            group = [r for r in group if r["nearest_train_answer"] is not None]
+            return match_test([r["prediction"] for r in group], [r["nearest_train_answer"] for r in group],
+                              train_freq)
+        summary["nearest_name"] = {"similarity": SIMILARITY, "wrong": test(wrong), "all": test(records)}
+    return {"records": records, "summary": summary,
+            "risk_coverage": risk_coverage(confidences, [r["correct"] for r in records])}
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+# ---------------------------------------------------------------- factlab analyze
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _p(x: float | None) -> str:
+    return "–" if x is None else (f"{x:.2g}" if x >= 1e-4 else "< 1e-4")
+
+
+def format_summary(result: dict) -> str:
+    s, rc = result["summary"], result["risk_coverage"]
+    lines = [f"Correct: {s['correct']} out of {s['n']}: {100.0 * s['correct'] / s['n']}%"]
+    c = s["confidence"]
+    lines.append(f"confidence (probability of the answer and its closing ⁇): mean {_fmt(c['mean_correct'])} when "
+                 f"correct, {_fmt(c['mean_wrong'])} when wrong; median {_fmt(c['median'])}")
+    lines.append(f"accuracy at 50% coverage: {_pct(rc['accuracy_at_50'])} (full coverage {_pct(rc['accuracy_full'])}"
+                 f"; answer only when confidence >= {rc['threshold_at_50']:.4g}); AURC {rc['aurc']:.4f} "
+                 f"(random order {rc['aurc_random']:.4f}, best order {rc['aurc_oracle']:.4f})")
+    labels = {"name_in_corpus": "name occurs in the corpus", "gold_in_doc": "gold place in the person's document",
+              "prediction_in_doc": "predicted place in the person's document"}
+    for key, label in labels.items():
+        parts = [f"{word} {g['correct']}/{g['n']} = {_pct(g['accuracy'])}"
+                 for word, g in zip(("yes", "no"), (s["by"][key]["true"], s["by"][key]["false"]))]
+        lines.append(f"accuracy by {label}: " + "; ".join(parts))
+    lines.append(f"{s['distinct_predictions']} distinct answers; most frequent: "
+                 + ", ".join(f"{p or '(empty)'} {n}" for p, n in s["frequent_predictions"]))
+    lines.append("most frequent wrong answers: " + ", ".join(f"{p or '(empty)'} {n}" for p, n in s["frequent_wrong_answers"]))
+    if s["wrong_in_train_answers"] is not None:
+        lines.append(f"wrong answers that are a training answer: {s['wrong_in_train_answers']} of "
+                     f"{s['n'] - s['correct']}")
+    nn = s["nearest_name"]
+    if nn is not None:
+        w = nn["wrong"]
+        lines.append(
+            f"nearest training name (character trigrams): {w['matches']} of {w['n']} wrong answers "
+            f"({_pct(w['rate'])}) are its birthplace; expected {_pct(w['expected_train_frequencies'])} if drawn from "
+            f"the training answer frequencies (p = {_p(w['p_value_train_frequencies'])}), "
+            f"{_pct(w['expected_permutation'])} if the model's wrong answers were shuffled among these questions "
+            f"(p = {_p(w['p_value_permutation'])})")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4g}"
+
+
+def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_path, options,
+                 train_corpus_path=None, outputs_path=None, device: str = "auto",
+                 drop_non_ascii: bool = False) -> dict:
+    if outputs_path is not None:
+        experiment.check_output_path(outputs_path)
+    model, corpus = experiment.load_model(reading_params_path, variant, corpus_path, options)
+    questions = experiment.read_questions(eval_corpus_path, drop_non_ascii, require_answers=True)
+    train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
+             if train_corpus_path is not None else None)
+    scored = experiment.answer(model, corpus.vocab, questions, device, with_scores=True)
+    result = analyze_answers(questions, scored, CorpusIndex(read_text(corpus_path)), train)
+    meta = {"variant": variant, "checkpoint": str(reading_params_path), "corpus_path": str(corpus_path),
+            "eval_corpus_path": str(eval_corpus_path),
+            "train_corpus_path": None if train_corpus_path is None else str(train_corpus_path),
+            "n_questions": len(questions), "document_rule": DOCUMENT_RULE, "similarity": SIMILARITY}
+    result = {"schema": SCHEMA, "meta": meta, **result}
+    if outputs_path is not None:
+        write_text_atomic(outputs_path, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------- factlab ask
+
+
+@dataclass(frozen=True)
+class Asked:
+    question: str
+    name: str | None
+    answer: Scored
+    alternatives: list[tuple[str, float, bool]]  # (answer, probability, in the person's document), likeliest first
+    documents: list[str]
+    name_in_corpus: bool
+    places_in_doc: list[str]  # known places (training answers) named in the person's documents
+
+
+def alternatives(model, vocab, prompt: list[int], k: int) -> list[tuple[str, float]]:
+    """The k most probable first characters, each continued greedily: (answer, p(first) · p(rest and ⁇))."""
+    probs = next_token_probs(model, prompt)
+    top = probs.topk(min(k, len(probs)))
+    out, branches = [], []
+    for p, token in zip(top.values.tolist(), top.indices.tolist()):
+        if token == MASK_ID:
+            out.append(("", p))  # the answer is closed at once: empty
+        elif len(prompt) + 1 <= model.config.block_size:
+            branches.append((p, token))
+    if branches:
+        continued = answer_questions(model, vocab, [prompt + [t] for _, t in branches],
+                                     max_chars=MAX_ANSWER_CHARS - 1, with_scores=True)
+        out += [(vocab.decode([t]) + c.answer, p * c.prob) for (p, t), c in zip(branches, continued)]
+    return sorted(out, key=lambda a: -a[1])
+
+
+class Asker:
+    """A loaded model and corpus, answering one question at a time."""
+
+    def __init__(self, corpus_path, reading_params_path, variant: str | None, options, device: str = "auto",
+                 train_corpus_path=None):
+        variant = variant or experiment.checkpoint_variant(reading_params_path)
+        self.model, corpus = experiment.load_model(reading_params_path, variant, corpus_path, options)
+        self.model.to(experiment.resolve_device(device))
+        self.vocab, self.variant = corpus.vocab, variant
+        self.index = CorpusIndex(read_text(corpus_path))
+        self.places = []
+        if train_corpus_path is not None:
+            train = experiment.read_questions(train_corpus_path, require_answers=True)
+            self.places = sorted({q.answer for q in train}, key=lambda p: (-len(p), p))
+
+    def ask(self, question: str, k: int = 5) -> Asked:
+        question = question.strip()
+        if not question:
+            raise FactlabError("empty question")
+        for special in (PAD_CHAR, MASK_CHAR):
+            if special in question:
+                raise FactlabError(f"question: contains the reserved character {special!r}")
+        prompt = prompt_ids(self.vocab, question, "question")
+        if len(prompt) > self.model.config.block_size:
+            raise FactlabError(f"question: {len(prompt)} characters with its ⁇; the model reads at most "
+                               f"{self.model.config.block_size}")
+        answer = answer_questions(self.model, self.vocab, [prompt], with_scores=True)[0]
+        name = question_name(question)
+        docs = self.index.documents_of(name)
+        places = [p for p in self.places if self.index.place_in_documents(p, name)]
+        places = [p for p in places if not any(p != q and p in q for q in places)]  # "York" inside "New York"
+        others = [(text, p, self.index.place_in_documents(text, name))
+                  for text, p in alternatives(self.model, self.vocab, prompt, k)]
+        return Asked(question, name, answer, others, docs, self.index.mentions(name), places)
+
+
+def format_asked(a: Asked, corpus_name: str) -> str:
+    s = a.answer
+    lines = [a.question,
+             f"  answer: {s.answer or '(empty)'}   probability {s.prob:.4g} (first character {s.first_char_prob:.4g})"
+             + ("" if s.closed else f"; not closed by ⁇ within {MAX_ANSWER_CHARS} characters")]
+    lines.append(f"  alternatives ({len(a.alternatives)} likeliest first characters, each continued greedily):")
+    for text, p, in_doc in a.alternatives:
+        where = "   [in the person's document]" if in_doc else ""
+        lines.append(f"    {p:8.4g}  {text or '(empty)'}{where}")
+    if a.name is None:
+        lines.append("  corpus: not a 'Where was NAME born?' question; no corpus lookup")
+    elif not a.name_in_corpus:
+        lines.append(f"  corpus: {a.name!r} does not occur in {corpus_name}")
+    else:
+        lines.append(f"  corpus: {a.name!r} occurs in {corpus_name}; {len(a.documents)} document(s) start with it")
+        for doc in a.documents:
+            lines.append(f"    {doc[:160] + ('…' if len(doc) > 160 else '')}")
+        if a.places_in_doc:
+            lines.append("  places of the training answers named there: " + ", ".join(a.places_in_doc))
+    return "\n".join(lines)
+
+
+def run_ask(corpus_path, reading_params_path, question: str | None, variant: str | None, options,
+            device: str = "auto", train_corpus_path=None, k: int = 5, stdin=None, out=print) -> int:
+    """Answer one question, or every line of stdin until EOF (a bad line prints one error and is skipped).
+    Returns the exit status: 0, or 2 if some question of stdin could not be asked."""
+    if k < 1:
+        raise FactlabError(f"--top_k {k}: give at least 1 alternative")
+    asker = Asker(corpus_path, reading_params_path, variant, options, device, train_corpus_path)
+    corpus_name = Path(corpus_path).name
+    if question is not None:
+        out(format_asked(asker.ask(question, k), corpus_name))
+        return 0
+    stdin = stdin or sys.stdin
+    interactive = stdin.isatty()
+    status = 0
+    while True:
+        if interactive:
+            print("question> ", end="", file=sys.stderr, flush=True)
+        line = stdin.readline()
+        if not line:
+            return status
+        if not line.strip():
+            continue
+        try:
+            out(format_asked(asker.ask(line, k), corpus_name))
+        except FactlabError as err:
+            print(f"factlab: error: {err}", file=sys.stderr)
+            status = 2

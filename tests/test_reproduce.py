@@ -1,0 +1,68 @@
+"""`factlab reproduce`: every variant's runs, predictions and a results table (Markdown and JSON) that agree with
+the files written; recipes apply through the CLI and command-line options override them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from factlab import FactlabError
+from factlab.checkpoint import read_config
+from factlab.cli import main
+from factlab.evaluate import london_baseline
+from factlab.experiment import ModelOptions
+from factlab.reproduce import RECIPES, DataFiles, Recipe, reproduce
+
+TINY = Recipe("tiny", "for the tests", ModelOptions(block_size=64, n_layer=2, n_head=2, n_embd=32, bottleneck_dim=8,
+                                                   dropout=0.0),
+              pretrain=dict(max_epochs=1, batch_size=32, learning_rate=3e-3),
+              finetune=dict(max_epochs=1, batch_size=32, learning_rate=1e-3),
+              scratch=dict(max_epochs=1, batch_size=32, learning_rate=1e-3))
+
+
+def test_reproduce_all_variants(tmp_path, corpus_files):
+    out = tmp_path / "out"
+    rows = reproduce(DataFiles.in_dir(corpus_files["wiki"].parent), out, TINY,
+                     variants=("vanilla", "synthesizer", "perceiver"), device="cpu", log=lambda _: None)
+    dev = corpus_files["dev"].read_text().splitlines()
+    golds = [line.split("\t")[1] for line in dev]
+    assert [r["run"] for r in rows] == ["London baseline"] + [
+        f"{v}: {run}" for v in ("vanilla", "synthesizer", "perceiver") for run in ("no pretraining",
+                                                                                 "pretrain + finetune")]
+    for r in rows:  # every row's score is the one its predictions file gives
+        predictions = (out / r["predictions"]).read_text().splitlines()
+        assert r["correct"] == sum(p == g for p, g in zip(predictions, golds)) and r["total"] == len(dev)
+        if r["params"]:
+            assert read_config(out / r["params"])[0].variant == r["variant"]
+            assert r["seconds"] > 0 and r["stage_seconds"]
+    assert rows[0]["correct"] == sum(g == london_baseline([None])[0] for g in golds)
+    n_test = len(corpus_files["test"].read_text().splitlines())
+    assert len((out / "perceiver.pretrain.test.predictions").read_text().splitlines()) == n_test
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["rows"] == rows and saved["recipe"]["name"] == "tiny"
+    assert (out / "results.md").read_text().count("\n") == len(rows) + 2
+
+
+def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):
+    """--recipe sets the model and the hyperparameters; an option given on the command line wins."""
+    params = tmp_path / "p.params"
+    args = ["pretrain", "vanilla", str(corpus_files["wiki"]), "--writing_params_path", str(params),
+            "--recipe", "cpu-fast", "--max_epochs", "1", "--n_layer", "1", "--device", "cpu"]
+    assert main(args) == 0
+    config, _, info = read_config(params)
+    fast = RECIPES["cpu-fast"]
+    assert (config.n_layer, config.n_embd, config.n_head) == (1, fast.model.n_embd, fast.model.n_head)
+    assert info["train"]["max_epochs"] == 1
+    assert info["train"]["learning_rate"] == fast.pretrain["learning_rate"]
+    assert info["train"]["batch_size"] == fast.pretrain["batch_size"]
+
+
+def test_bad_data_dir_and_variant(tmp_path, corpus_files, capsys):
+    with pytest.raises(FactlabError, match="birth_dev.tsv: not found"):
+        corpus_files["dev"].unlink()
+        DataFiles.in_dir(corpus_files["wiki"].parent)
+    assert main(["reproduce", "--data_dir", str(tmp_path / "nowhere"), "--out_dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("factlab: error: ") and "wiki.txt: not found" in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
