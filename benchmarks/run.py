@@ -62,8 +62,9 @@ class BudgetSpent(Exception):
 
 
 class StepClock:
-    """A forward pre-hook on the model: both training loops call model(x, y) once per step, so the hook sees
-    every batch and the start of every step. Steps before `warmup` are not counted; the window runs from the
+    """A forward pre-hook on the model: both training loops call the model once per step, so the hook sees
+    every batch and the start of every step. The course's loop calls model(x, y); factlab's trainer calls
+    model(x) and computes the loss itself, so for it `targets` is set just before (see measure_training). Steps before `warmup` are not counted; the window runs from the
     start of step `warmup` to the start of the first step after the budget (or the end of training), and every
     step completed inside it is counted."""
 
@@ -76,6 +77,7 @@ class StepClock:
         self.calls = self.steps = 0
         self.start = self.end = None
         self.pending = None
+        self.targets = None
         self.totals = {"target_tokens": 0, "input_tokens": 0, "examples": 0, "positions": 0}
 
     def now(self) -> float:
@@ -95,7 +97,7 @@ class StepClock:
             raise BudgetSpent
         if self.calls >= self.warmup:
             x = args[0]
-            y = args[1] if len(args) > 1 else kwargs["targets"]
+            y = args[1] if len(args) > 1 else kwargs.get("targets", self.targets)
             self.pending = {"target_tokens": int((y != self.pad_id).sum()),
                             "input_tokens": int((x != self.pad_id).sum()),
                             "examples": x.size(0), "positions": x.numel()}
@@ -221,6 +223,16 @@ def measure_training(spec: dict) -> dict:
     per_pass = target_tokens_per_pass(dataset, spec["loop"], spec["seed"])
     clock = StepClock(spec["warmup_steps"], spec["seconds"], spec["min_steps"], device)
     model.register_forward_pre_hook(clock.hook, with_kwargs=True)
+    if spec["loop"] == "factlab":
+        import factlab.train
+
+        shard = factlab.train.shard
+
+        def shard_and_show_clock(x, y, where):  # every step's batch passes here right before the model's call
+            clock.targets = y
+            return shard(x, y, where)
+
+        factlab.train.shard = shard_and_show_clock
     setup_rss = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
