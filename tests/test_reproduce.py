@@ -45,10 +45,11 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
 
 
 def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):
-    """--recipe sets the model and the hyperparameters; an option given on the command line wins."""
+    """--recipe sets the model and the hyperparameters; an option given on the command line wins; --precision
+    reaches the trainer."""
     params = tmp_path / "p.params"
     args = ["pretrain", "vanilla", str(corpus_files["wiki"]), "--writing_params_path", str(params),
-            "--recipe", "cpu-fast", "--max_epochs", "1", "--n_layer", "1", "--device", "cpu"]
+            "--recipe", "cpu-fast", "--max_epochs", "1", "--n_layer", "1", "--device", "cpu", "--precision", "bf16"]
     assert main(args) == 0
     config, _, info = read_config(params)
     fast = RECIPES["cpu-fast"]
@@ -56,6 +57,7 @@ def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):
     assert info["train"]["max_epochs"] == 1
     assert info["train"]["learning_rate"] == fast.pretrain["learning_rate"]
     assert info["train"]["batch_size"] == fast.pretrain["batch_size"]
+    assert info["train"]["precision"] == "bf16"  # recorded with the weights
 
 
 def test_bad_data_dir_and_variant(tmp_path, corpus_files, capsys):

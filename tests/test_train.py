@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import make_model, quick_train, tiny_config
 from factlab.data import collate
+from factlab import FactlabError
 from factlab.train import TrainConfig, learning_rate, train
 
 PROPERTY = settings(max_examples=50, deadline=None)
@@ -140,3 +141,28 @@ def test_max_minutes_zero_is_a_limit(finetune_ds, vocab):
     config = TrainConfig(max_epochs=3, batch_size=16, learning_rate=1e-3, final_tokens=10**6, max_minutes=0.0)
     result = train(model, finetune_ds, config, progress=False)
     assert result.stopped_early and result.steps == 1
+
+
+def test_bf16_precision_on_cpu_autocasts_the_forward_and_still_learns(finetune_ds, vocab):
+    """--precision bf16 runs the forward pass under CPU autocast (its linear layers compute in bf16), keeps the
+    parameters in fp32, lowers the loss like fp32 does; the default on a CPU stays fp32."""
+    def linear_dtypes(precision):
+        model = make_model(tiny_config(len(vocab)), seed=0)
+        seen = set()
+        before = dataset_loss(model, finetune_ds)
+        hook = model.head.register_forward_hook(lambda module, args, output: seen.add(output.dtype))
+        quick_train(model, finetune_ds, epochs=5, batch_size=16, precision=precision)
+        hook.remove()
+        return seen, before, dataset_loss(model, finetune_ds), model
+
+    seen, before, after, model = linear_dtypes("bf16")
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert after < 0.75 * before, (before, after)
+    for default in ("auto", "fp32"):
+        assert linear_dtypes(default)[0] == {torch.float32}
+
+
+def test_unknown_precision_is_one_clear_error(finetune_ds, vocab):
+    with pytest.raises(FactlabError, match="precision 'fp8': unknown"):
+        quick_train(make_model(tiny_config(len(vocab))), finetune_ds, epochs=1, precision="fp8")

@@ -15,7 +15,7 @@ from .evaluate import report
 from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
 from .reproduce import RECIPES, DataFiles, reproduce
-from .train import ranks
+from .train import PRECISIONS, ranks
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -39,6 +39,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--final_tokens", type=int)
     g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
+    g.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or fp32 (default auto: bf16 on a GPU, "
+                   "fp32 on a CPU; bf16 is faster on CPUs with avx512_bf16 or AMX, far slower on others)")
     g.add_argument("--tb_expt_name", help="accepted for course compatibility; metrics go to PARAMS.metrics.jsonl")
     g.add_argument("--recipe", choices=RECIPES, help="a named option set (see `factlab reproduce --help`); "
                    "options given here override its values")
@@ -136,7 +138,7 @@ def reproduce_doc() -> str:
 
 
 def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
-    names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "max_minutes")
+    names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "max_minutes", "precision")
     overrides = dict(recipe_defaults or {})
     overrides.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
     if args.compile:

@@ -82,10 +82,15 @@ def answer_one_by_one(model: GPT, vocab: Vocab, prompts: list[list[int]], max_ch
 
 @torch.no_grad()
 def answer_questions(model: GPT, vocab: Vocab, prompts: list[list[int]], max_chars: int = MAX_ANSWER_CHARS,
-                     batch_size: int = 512, with_scores: bool = False) -> list[str] | list[Scored]:
+                     batch_size: int | None = None, with_scores: bool = False) -> list[str] | list[Scored]:
     """Greedy answers for all prompts, batched; similar lengths are batched together to keep padding small.
-    With `with_scores`, a `Scored` per prompt (same answers, plus their probabilities) instead of strings."""
+    With `with_scores`, a `Scored` per prompt (same answers, plus their probabilities) instead of strings.
+
+    The default batch is 64 questions on a CPU, 512 on a GPU: a CPU gains nothing from wider matmuls, while a
+    smaller batch stops as soon as its own answers are closed and pads less (benchmarks/README.md measures it)."""
     model.eval()
+    if batch_size is None:
+        batch_size = 512 if next(model.parameters()).is_cuda else 64
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: list = [""] * len(prompts)
     for start in range(0, len(order), batch_size):

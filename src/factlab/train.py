@@ -7,7 +7,8 @@ block_size - 1 positions, exactly as the course's padded batches did, so the cou
 budgets keep their meaning even though factlab never computes on padding.
 
 On a GPU it trains in bf16 autocast with TF32 matmuls, fused AdamW and pinned-memory batches (`compile=True` adds
-torch.compile). Under `torchrun` it is DistributedDataParallel: every rank draws the same global batch and trains
+torch.compile). On a CPU it trains in fp32 unless `precision="bf16"`: CPUs with native bf16 instructions
+(avx512_bf16, AMX) run it much faster, others far slower, and it changes the numerics, so it is the user's choice. Under `torchrun` it is DistributedDataParallel: every rank draws the same global batch and trains
 on its share of the rows, so a run on N processes takes the same steps as one process with the same global batch.
 """
 
@@ -48,6 +49,7 @@ class TrainConfig:
     max_minutes: float | None = None
     device: str = "cpu"
     compile: bool = False  # torch.compile the model (opt-in: compiling costs tens of seconds up front)
+    precision: str = "auto"  # "bf16" autocast of the forward pass, "fp32", or "auto": bf16 on a GPU, fp32 on a CPU
 
     @classmethod
     def course_pretrain(cls, n_documents: int, block_size: int, **overrides) -> TrainConfig:
@@ -79,6 +81,15 @@ class TrainResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    if precision not in PRECISIONS:
+        raise FactlabError(f"precision {precision!r}: unknown (known: {', '.join(PRECISIONS)})")
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -159,7 +170,8 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     network = DistributedDataParallel(model) if where.world_size > 1 else model
     if config.compile:
         network = torch.compile(network, dynamic=True)  # batch lengths vary: one graph for all of them
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(config.precision, device) \
+        else contextlib.nullcontext()
     rng = random.Random(config.seed)  # corruption draws and batch order, the same on every rank
     positions_per_example = model.config.block_size - 1
     schedule_tokens = tokens = steps = 0
