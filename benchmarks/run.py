@@ -196,10 +196,11 @@ def training_setup(spec: dict):
         dataset = NameDataset(corpus, read_text(path), source=str(path))
     if spec["loop"] == "factlab":
         if spec["phase"] == "pretrain":
-            config = TrainConfig.course_pretrain(len(corpus), block, seed=spec["seed"], device=str(device))
+            config = TrainConfig.course_pretrain(len(corpus), block, seed=spec["seed"], device=str(device),
+                                                 precision=spec["precision"])
         else:
             config = TrainConfig.course_finetune(len(corpus), block, pretrained=False, seed=spec["seed"],
-                                                 device=str(device))
+                                                 device=str(device), precision=spec["precision"])
 
         def run():
             train(model, dataset, config, progress=False)
@@ -362,7 +363,7 @@ def table(report: dict) -> str:
     lines = [f"factlab benchmark: {m['cpu']}, {m['usable_cores']} cores, torch {m['torch']}, device {m['device']}"
              + (f" ({m['gpu']})" if m["gpu"] else "") + f", {m['torch_threads']} torch threads",
              f"model: {size['n_layer']} layers, {size['n_head']} heads, {size['n_embd']} dims, block "
-             f"{size['block_size']}, dropout {s['dropout']}"
+             f"{size['block_size']}, dropout {s['dropout']}; factlab trains in {s['precision']}, the course in fp32"
              + ("   [--quick: numbers mean nothing]" if s["quick"] else ""),
              ""]
     rows = [("", "factlab", "course", "ratio", "peak RSS MB factlab / course", "measured")]
@@ -428,6 +429,8 @@ def main(argv=None) -> int:
     ap.add_argument("--decode-repeats", type=int, help="runs of factlab's decoder, median reported (default 3)")
     ap.add_argument("--decode-batch-size", type=int,
                     help="questions per batch of factlab's decoder (default: answer_questions' own default)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="factlab trainer's precision (the course loop is always fp32; default %(default)s)")
     ap.add_argument("--course-workers", type=int, default=0,
                     help="DataLoader workers of the course loop (the course asks for 4; default %(default)s)")
     ap.add_argument("--only", default="pretrain,finetune,decode",
@@ -465,7 +468,7 @@ def main(argv=None) -> int:
     settings = {"seconds": pick(args.seconds, 60.0, 0.3), "warmup_steps": pick(args.warmup_steps, 3, 1),
                 "min_steps": pick(args.min_steps, 3, 1), "course_questions": pick(args.course_questions, 100, 5),
                 "decode_repeats": pick(args.decode_repeats, 3, 1), "decode_batch_size": args.decode_batch_size,
-                "course_workers": args.course_workers,
+                "course_workers": args.course_workers, "precision": args.precision,
                 "dropout": DROPOUT, "seed": args.seed, "quick": quick, "device": args.device, "threads": args.threads,
                 "params": str(Path(args.params).resolve()) if args.params else None, "data": str(data)}
     size = dict(QUICK_SIZE if quick else COURSE_SIZE)
@@ -491,7 +494,7 @@ def main(argv=None) -> int:
         for loop, name in LOOPS.items():
             spec = {**common, "kind": "train", "phase": phase, "loop": loop, "seconds": settings["seconds"],
                     "warmup_steps": settings["warmup_steps"], "min_steps": settings["min_steps"],
-                    "course_workers": settings["course_workers"]}
+                    "course_workers": settings["course_workers"], "precision": settings["precision"]}
             results[loop] = run_child(spec, f"{phase}, {name}")
         report["train"][phase] = {
             **results, "ratio": ratio(results["factlab"]["tokens_per_s"], results["course"]["tokens_per_s"]),
