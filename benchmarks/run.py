@@ -62,11 +62,12 @@ class BudgetSpent(Exception):
 
 
 class StepClock:
-    """A forward pre-hook on the model: both training loops call the model once per step, so the hook sees
-    every batch and the start of every step. The course's loop calls model(x, y); factlab's trainer calls
-    model(x) and computes the loss itself, so for it `targets` is set just before (see measure_training). Steps before `warmup` are not counted; the window runs from the
-    start of step `warmup` to the start of the first step after the budget (or the end of training), and every
-    step completed inside it is counted."""
+    """Sees every batch at the start of its step, through `step(x, y)`: for the course's loop a forward pre-hook
+    on the model (it calls model(x, y) once per step), for factlab's trainer a wrapper of `train.shard` (it
+    computes the loss itself and calls the possibly compiled model with x alone; every step's (x, y) passes
+    through `shard` just before). Steps before `warmup` are not counted; the window runs from the start of step
+    `warmup` to the start of the first step after the budget (or the end of training), and every step completed
+    inside it is counted."""
 
     def __init__(self, warmup: int, seconds: float, min_steps: int, device):
         from factlab.vocab import PAD_ID
@@ -77,7 +78,6 @@ class StepClock:
         self.calls = self.steps = 0
         self.start = self.end = None
         self.pending = None
-        self.targets = None
         self.totals = {"target_tokens": 0, "input_tokens": 0, "examples": 0, "positions": 0}
 
     def now(self) -> float:
@@ -87,7 +87,10 @@ class StepClock:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def hook(self, module, args, kwargs):
+    def forward_pre_hook(self, module, args, kwargs):
+        self.step(args[0], args[1] if len(args) > 1 else kwargs["targets"])
+
+    def step(self, x, y):
         now = self.now()
         self._close_pending()
         if self.calls == self.warmup:
@@ -96,8 +99,6 @@ class StepClock:
             self.end = now
             raise BudgetSpent
         if self.calls >= self.warmup:
-            x = args[0]
-            y = args[1] if len(args) > 1 else kwargs.get("targets", self.targets)
             self.pending = {"target_tokens": int((y != self.pad_id).sum()),
                             "input_tokens": int((x != self.pad_id).sum()),
                             "examples": x.size(0), "positions": x.numel()}
@@ -182,7 +183,7 @@ def target_tokens_per_pass(dataset, loop: str, seed: int) -> int:
 def training_setup(spec: dict):
     """(device, dataset, model, batch size, run) of one training measurement: `run()` trains `model` (the
     factlab model, or the course model with the same initial weights) on `dataset` with that loop's own code and
-    the course's settings for the phase, until its epochs are done or a hook on the model stops it."""
+    the course's settings for the phase, until its epochs are done or the step clock stops it."""
     import course_reference as course
     from factlab.data import NameDataset, read_text
     from factlab.train import TrainConfig, train
@@ -197,10 +198,11 @@ def training_setup(spec: dict):
     if spec["loop"] == "factlab":
         if spec["phase"] == "pretrain":
             config = TrainConfig.course_pretrain(len(corpus), block, seed=spec["seed"], device=str(device),
-                                                 precision=spec["precision"])
+                                                 precision=spec["precision"], compile=spec["compile"])
         else:
             config = TrainConfig.course_finetune(len(corpus), block, pretrained=False, seed=spec["seed"],
-                                                 device=str(device), precision=spec["precision"])
+                                                 device=str(device), precision=spec["precision"],
+                                                 compile=spec["compile"])
 
         def run():
             train(model, dataset, config, progress=False)
@@ -223,17 +225,18 @@ def measure_training(spec: dict) -> dict:
     device, dataset, model, batch_size, run = training_setup(spec)
     per_pass = target_tokens_per_pass(dataset, spec["loop"], spec["seed"])
     clock = StepClock(spec["warmup_steps"], spec["seconds"], spec["min_steps"], device)
-    model.register_forward_pre_hook(clock.hook, with_kwargs=True)
     if spec["loop"] == "factlab":
         import factlab.train
 
         shard = factlab.train.shard
 
-        def shard_and_show_clock(x, y, where):  # every step's batch passes here right before the model's call
-            clock.targets = y
+        def clocked_shard(x, y, where):
+            clock.step(x, y)
             return shard(x, y, where)
 
-        factlab.train.shard = shard_and_show_clock
+        factlab.train.shard = clocked_shard
+    else:
+        model.register_forward_pre_hook(clock.forward_pre_hook, with_kwargs=True)
     setup_rss = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -363,7 +366,8 @@ def table(report: dict) -> str:
     lines = [f"factlab benchmark: {m['cpu']}, {m['usable_cores']} cores, torch {m['torch']}, device {m['device']}"
              + (f" ({m['gpu']})" if m["gpu"] else "") + f", {m['torch_threads']} torch threads",
              f"model: {size['n_layer']} layers, {size['n_head']} heads, {size['n_embd']} dims, block "
-             f"{size['block_size']}, dropout {s['dropout']}; factlab trains in {s['precision']}, the course in fp32"
+             f"{size['block_size']}, dropout {s['dropout']}; factlab trains in {s['precision']}"
+             f"{' compiled' if s.get('compile') else ''}, the course in fp32"
              + ("   [--quick: numbers mean nothing]" if s["quick"] else ""),
              ""]
     rows = [("", "factlab", "course", "ratio", "peak RSS MB factlab / course", "measured")]
@@ -431,6 +435,8 @@ def main(argv=None) -> int:
                     help="questions per batch of factlab's decoder (default: answer_questions' own default)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="factlab trainer's precision (the course loop is always fp32; default %(default)s)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile factlab's model (compiling happens in the uncounted warm-up steps)")
     ap.add_argument("--course-workers", type=int, default=0,
                     help="DataLoader workers of the course loop (the course asks for 4; default %(default)s)")
     ap.add_argument("--only", default="pretrain,finetune,decode",
@@ -469,6 +475,7 @@ def main(argv=None) -> int:
                 "min_steps": pick(args.min_steps, 3, 1), "course_questions": pick(args.course_questions, 100, 5),
                 "decode_repeats": pick(args.decode_repeats, 3, 1), "decode_batch_size": args.decode_batch_size,
                 "course_workers": args.course_workers, "precision": args.precision,
+                "compile": args.compile,
                 "dropout": DROPOUT, "seed": args.seed, "quick": quick, "device": args.device, "threads": args.threads,
                 "params": str(Path(args.params).resolve()) if args.params else None, "data": str(data)}
     size = dict(QUICK_SIZE if quick else COURSE_SIZE)
@@ -494,7 +501,8 @@ def main(argv=None) -> int:
         for loop, name in LOOPS.items():
             spec = {**common, "kind": "train", "phase": phase, "loop": loop, "seconds": settings["seconds"],
                     "warmup_steps": settings["warmup_steps"], "min_steps": settings["min_steps"],
-                    "course_workers": settings["course_workers"], "precision": settings["precision"]}
+                    "course_workers": settings["course_workers"], "precision": settings["precision"],
+                    "compile": settings["compile"]}
             results[loop] = run_child(spec, f"{phase}, {name}")
         report["train"][phase] = {
             **results, "ratio": ratio(results["factlab"]["tokens_per_s"], results["course"]["tokens_per_s"]),
