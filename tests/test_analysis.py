@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 
 from conftest import BLOCK, TINY, tiny_corpus
 from factlab import experiment
-from factlab.analysis import (CorpusIndex, NearestName, alternatives, analyze_answers, match_test,
-                              poisson_binomial_tail, question_name, risk_coverage, trigrams)
+from factlab.analysis import (CorpusIndex, NearestName, alternatives, analyze_answers, biography_recall,
+                              match_test, poisson_binomial_tail, question_name, recall_prompt, risk_coverage,
+                              trigrams)
 from factlab.cli import main
 from factlab.data import Question, parse_questions
-from factlab.decode import Scored, prompt_ids
+from factlab.decode import Scored, answer_one_by_one, prompt_ids
 
 OPTIONS = experiment.ModelOptions(block_size=BLOCK, dropout=0.0, **TINY)
 SCORE = re.compile(r"^Correct: (\d+) out of (\d+): ([0-9.]+)%$", re.M)
@@ -130,6 +131,17 @@ def test_corpus_index_documents_and_places():
     assert question_name("Where was John F. Kennedy born?") == "John F. Kennedy" and question_name("Who?") is None
 
 
+def test_recall_prompt_is_the_document_up_to_the_place():
+    """The prefix of the person's first document holding the place where prefix and place fit in the block;
+    the name's own letters never count as the place."""
+    index = CorpusIndex(WIKI)
+    assert recall_prompt(index, "Jack London", "San Francisco", 128) == "Jack London. Jack London was born in "
+    assert recall_prompt(index, "Jack London", "San Francisco", 48) is None  # the place would end at 50
+    assert recall_prompt(index, "Jack London", "London", 128) is None  # only inside the name
+    assert recall_prompt(index, "Ann Lee", "Lagos", 128) == "Ann Lee. Ann Lee is a singer from "  # second document
+    assert recall_prompt(index, "Bob Ray", "Rome", 128) is None and recall_prompt(index, "Eve Day", "Rome", 128) is None
+
+
 def test_analyze_answers_records_and_summary():
     questions = [Question(f"Where was {n} born?", gold, f"dev:{i}") for i, (n, gold) in enumerate(
         [("Jack London", "San Francisco"), ("Ann Lee", "Paris"), ("Bob Ray", "Oslo"), ("Eve Day", "Rome"),
@@ -217,6 +229,37 @@ def test_analyze_json_schema(work, analysis, tmp_path, capsys):
                          "--eval_corpus_path", work["dev"])
     assert code == 0 and err == "" and SCORE.search(out) and "accuracy at 50% coverage" in out
     assert "nearest training name" not in out  # no training file given
+
+
+def test_recall_probe_through_analyze(work, tmp_path, capsys):
+    """--recall_params_path probes a checkpoint with each person's biography prefix: a record says whether it
+    was probed and recalled, the recall agrees with the course's one-question-at-a-time greedy loop, and the
+    summary splits accuracy by it over the probed questions."""
+    out = tmp_path / "recall.analysis.json"
+    code, text, err = run(capsys, "analyze", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
+                          "--eval_corpus_path", work["dev"], "--recall_params_path", work["ft"],
+                          "--outputs_path", out)
+    assert code == 0 and err == "" and "recalls the gold place" in text
+    result = json.loads(out.read_text(encoding="utf-8"))
+    records = result["records"]
+    assert all(set(r) == RECORD_KEYS | {"recall_probed", "recalled"} for r in records)
+    assert result["meta"]["recall_checkpoint"] == str(work["ft"])
+    probed = [r for r in records if r["recall_probed"]]
+    assert len(probed) > len(records) // 2 and all(r["recalled"] is None for r in records if not r["recall_probed"])
+    split = result["summary"]["by"]["recalled"]
+    assert split["true"]["n"] + split["false"]["n"] == len(probed)
+    assert split["true"]["n"] == sum(r["recalled"] for r in probed)
+
+    model, corpus = experiment.load_model(work["ft"], "vanilla", work["wiki"], OPTIONS)
+    dev = parse_questions(work["dev"].read_text(), "dev")[:12]
+    index = CorpusIndex(work["wiki"].read_text())
+    expected = []
+    for q in dev:
+        text = recall_prompt(index, question_name(q.question), q.answer, BLOCK)
+        expected.append(None if text is None else answer_one_by_one(
+            model, corpus.vocab, [corpus.vocab.encode(text)], max_chars=len(q.answer))[0].startswith(q.answer))
+    assert biography_recall(model, corpus.vocab, index, dev) == expected
+    assert [r["recalled"] for r in records[:12]] == expected
 
 
 def test_evaluate_abstain_below(work, analysis, tmp_path, capsys):

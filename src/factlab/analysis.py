@@ -24,6 +24,11 @@ Definitions
       mean over the questions of f_train(nearest answer); p-value from the exact Poisson-binomial tail;
   (b) `expected_permutation`: the model's own wrong answers shuffled among the same questions (keeps how often
       it says each place), exact expectation; p-value from 10,000 seeded permutations.
+- **recall** (with `--recall_params_path PRETRAINED`): does the pretrained model, reading the person's
+  document up to the first occurrence of the gold place (name occurrences skipped, the first document where
+  prompt and place fit in the block), continue it greedily with exactly that place? `recall_probed` is False when
+  no document has the place early enough; `recalled` is then null. It tells facts the pretraining stored from
+  facts it did not, so accuracy split by it says whether finetuning reaches what the model knows.
 - **risk–coverage**: questions sorted by confidence, highest first (ties in file order); for k = 1..n,
   coverage k/n and accuracy among the top k. AURC is the mean risk (1 - accuracy) over those n coverages;
   a random order gives 1 - accuracy_full in expectation (`aurc_random`), the best order `aurc_oracle`.
@@ -35,17 +40,19 @@ JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "fact
 {
   "schema": "factlab-analysis-1",
   "meta": {"variant", "checkpoint", "corpus_path", "eval_corpus_path", "train_corpus_path" (or null),
+           "recall_checkpoint" (or null),
            "n_questions", "document_rule", "similarity"},
   "records": [  # one per question, in file order
     {"question": str, "name": str | null, "gold": str, "prediction": str, "correct": bool,
      "confidence": float, "logprob": float, "first_char_prob": float, "closed": bool (answer ended by ⁇),
      "name_in_corpus": bool, "n_documents": int, "gold_in_doc": bool, "prediction_in_doc": bool,
      "prediction_in_train_answers": bool | null,
-     "nearest_train_name": str | null, "nearest_train_answer": str | null, "nearest_similarity": float | null}
+     "nearest_train_name": str | null, "nearest_train_answer": str | null, "nearest_similarity": float | null,
+     "recall_probed": bool, "recalled": bool | null}  # the last two only with --recall_params_path
   ],
   "summary": {
     "n": int, "correct": int, "accuracy": float,                       # accuracies are fractions in [0, 1]
-    "by": {"name_in_corpus" | "gold_in_doc" | "prediction_in_doc":
+    "by": {"name_in_corpus" | "gold_in_doc" | "prediction_in_doc" | "recalled" (over probed questions only):
            {"true": {"n", "correct", "accuracy" (null when n = 0)}, "false": {...}}},
     "confidence": {"mean_correct", "mean_wrong", "median"},              # null when empty
     "distinct_predictions": int,
@@ -222,9 +229,39 @@ def match_test(predictions: list[str], nearest: list[str], train_freq: dict[str,
     return result
 
 
+def recall_prompt(index: CorpusIndex, name: str | None, place: str, block_size: int) -> str | None:
+    """The person's document up to the first occurrence of `place` (not inside the name), from the first of
+    their documents where that prefix and the place fit in the block; None if there is none."""
+    for doc in index.documents_of(name):
+        masked = doc.replace(name, "\0" * len(name))  # same length: positions stay those of `doc`
+        at = masked.find(place) if place else -1
+        if at > 0 and at + len(place) <= block_size:
+            return doc[:at]
+    return None
+
+
+def biography_recall(model, vocab, index: CorpusIndex, questions: list[Question]) -> list[bool | None]:
+    """Per question: whether `model` continues the person's biography prefix (`recall_prompt`) greedily with
+    exactly the gold place; None where there is no such prefix. One batched greedy decoding for all."""
+    probes = []
+    for k, q in enumerate(questions):
+        name = question_name(q.question)
+        text = recall_prompt(index, name, q.answer or "", model.config.block_size) if name else None
+        if text is not None:
+            probes.append((k, vocab.encode(text, f"wiki.txt, the document of {name}"), q.answer))
+    recalled: list[bool | None] = [None] * len(questions)
+    if probes:
+        longest = max(len(place) for _, _, place in probes)
+        continued = answer_questions(model, vocab, [ids for _, ids, _ in probes], max_chars=longest)
+        for (k, _, place), text in zip(probes, continued):
+            recalled[k] = text.startswith(place)
+    return recalled
+
+
 def analyze_answers(questions: list[Question], scored: list[Scored], index: CorpusIndex,
-                    train: list[Question] | None = None) -> dict:
-    """Records, summary and risk–coverage (the JSON of the module docstring, without "meta")."""
+                    train: list[Question] | None = None, recalled: list[bool | None] | None = None) -> dict:
+    """Records, summary and risk–coverage (the JSON of the module docstring, without "meta"); `recalled` is
+    `biography_recall`'s answer per question, when there is a pretrained model to probe."""
     if len(questions) != len(scored):
         raise ValueError(f"{len(scored)} answers for {len(questions)} questions")
     if not questions or questions[0].answer is None:
@@ -251,6 +288,9 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
             "nearest_train_name": near[0] if near else None, "nearest_train_answer": near[1] if near else None,
             "nearest_similarity": near[2] if near else None,
         })
+    if recalled is not None:
+        for record, known in zip(records, recalled):
+            record.update(recall_probed=known is not None, recalled=known)
     correct = sum(r["correct"] for r in records)
     wrong = [r for r in records if not r["correct"]]
     confidences = [r["confidence"] for r in records]
@@ -269,6 +309,8 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
                                                                           for r in wrong),
         "nearest_name": None,
     }
+    if recalled is not None:
+        summary["by"]["recalled"] = split([r for r in records if r["recall_probed"]], "recalled")
     if nearest_index is not None:
         def test(group):
             group = [r for r in group if r["nearest_train_answer"] is not None]
@@ -304,8 +346,11 @@ def format_summary(result: dict) -> str:
                  f"; answer only when confidence >= {rc['threshold_at_50']:.4g}); AURC {rc['aurc']:.4f} "
                  f"(random order {rc['aurc_random']:.4f}, best order {rc['aurc_oracle']:.4f})")
     labels = {"name_in_corpus": "name occurs in the corpus", "gold_in_doc": "gold place in the person's document",
-              "prediction_in_doc": "predicted place in the person's document"}
+              "prediction_in_doc": "predicted place in the person's document",
+              "recalled": "the pretrained model recalls the gold place from the biography (probed questions)"}
     for key, label in labels.items():
+        if key not in s["by"]:
+            continue
         parts = [f"{word} {g['correct']}/{g['n']} = {_pct(g['accuracy'])}"
                  for word, g in zip(("yes", "no"), (s["by"][key]["true"], s["by"][key]["false"]))]
         lines.append(f"accuracy by {label}: " + "; ".join(parts))
@@ -333,7 +378,7 @@ def _fmt(x: float | None) -> str:
 
 def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_path, options,
                  train_corpus_path=None, outputs_path=None, device: str = "auto",
-                 drop_non_ascii: bool = False) -> dict:
+                 drop_non_ascii: bool = False, recall_params_path=None) -> dict:
     if outputs_path is not None:
         experiment.check_output_path(outputs_path)
     model, corpus = experiment.load_model(reading_params_path, variant, corpus_path, options)
@@ -341,10 +386,17 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
              if train_corpus_path is not None else None)
     scored = experiment.answer(model, corpus.vocab, questions, device, with_scores=True)
-    result = analyze_answers(questions, scored, CorpusIndex(read_text(corpus_path)), train)
+    index = CorpusIndex(read_text(corpus_path))
+    recalled = None
+    if recall_params_path is not None:
+        pretrained, _ = experiment.load_model(recall_params_path, variant, corpus_path, experiment.ModelOptions())
+        pretrained.to(next(model.parameters()).device)
+        recalled = biography_recall(pretrained, corpus.vocab, index, questions)
+    result = analyze_answers(questions, scored, index, train, recalled)
     meta = {"variant": variant, "checkpoint": str(reading_params_path), "corpus_path": str(corpus_path),
             "eval_corpus_path": str(eval_corpus_path),
             "train_corpus_path": None if train_corpus_path is None else str(train_corpus_path),
+            "recall_checkpoint": None if recall_params_path is None else str(recall_params_path),
             "n_questions": len(questions), "document_rule": DOCUMENT_RULE, "similarity": SIMILARITY}
     result = {"schema": SCHEMA, "meta": meta, **result}
     if outputs_path is not None:

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--train_corpus_path", help="the finetuning file: nearest training names, answer "
                                                        "frequencies")
             p.add_argument("--outputs_path", help="the analysis as JSON (schema in factlab/analysis.py)")
+            p.add_argument("--recall_params_path", metavar="PRETRAINED",
+                           help="the pretrained checkpoint the model was finetuned from: probe whether it recalls "
+                                "each gold place from the person's biography, and split accuracy by that")
         else:
             p.add_argument("--writing_params_path", required=True)
         if verb == "finetune":
@@ -186,7 +189,8 @@ def run(args) -> int | None:
 
         result = run_analysis(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                               args.eval_corpus_path, model_options(args), args.train_corpus_path,
-                              args.outputs_path, device=args.device, drop_non_ascii=args.drop_non_ascii)
+                              args.outputs_path, device=args.device, drop_non_ascii=args.drop_non_ascii,
+                              recall_params_path=args.recall_params_path)
         print(format_summary(result) + (f"\nwrote {args.outputs_path}" if args.outputs_path else ""))
         return
     elif args.verb == "ask":
