@@ -65,6 +65,7 @@ def test_course_hyperparameters():
         assert (fine.max_epochs, fine.batch_size, fine.learning_rate) == (epochs, 256, 6e-4)
         assert (fine.warmup_tokens, fine.final_tokens) == (512 * 20, 200 * 1000 * 128)
     assert TrainConfig.course_pretrain(10, 64, max_epochs=2, seed=3).max_epochs == 2
+    assert TrainConfig.course_pretrain(10, 64, decay_epochs=350).final_tokens == 350 * 10 * 64
 
 
 def dataset_loss(model, dataset) -> float:

@@ -52,9 +52,11 @@ class TrainConfig:
     precision: str = "auto"  # "bf16" autocast of the forward pass, "fp32", or "auto": bf16 on a GPU, fp32 on a CPU
 
     @classmethod
-    def course_pretrain(cls, n_documents: int, block_size: int, **overrides) -> TrainConfig:
+    def course_pretrain(cls, n_documents: int, block_size: int, decay_epochs: int = 200,
+                        **overrides) -> TrainConfig:
+        # The course's cosine ends after 200 epochs' worth of tokens (of its 650); a shorter run sets its own span.
         return cls(**{"max_epochs": 650, "batch_size": 128, "learning_rate": 6e-3,
-                      "final_tokens": 200 * n_documents * block_size, **overrides})
+                      "final_tokens": decay_epochs * n_documents * block_size, **overrides})
 
     @classmethod
     def course_finetune(cls, n_documents: int, block_size: int, pretrained: bool, **overrides) -> TrainConfig:
