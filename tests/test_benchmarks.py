@@ -116,3 +116,32 @@ def test_padding_changes_neither_loss_nor_gradients(corpus):
     grads = dict(reference.named_parameters())
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_mixed_pretraining_sees_every_document_and_question_each_epoch(corpus_files, tmp_path):
+    import mixed_pretraining
+
+    from factlab import checkpoint
+    from factlab.vocab import PAD_ID
+
+    data = corpus_files["wiki"].parent
+    wiki = CharCorruptionDataset(corpus_files["wiki"].read_text(encoding="utf-8"), 128)
+    questions = NameDataset(wiki, corpus_files["train"].read_text(encoding="utf-8"))
+    mixture = mixed_pretraining.Mixture(wiki, questions)
+    assert len(mixture) == len(wiki) + len(questions)
+    x, y = mixture.example(len(wiki), random.Random(0))  # the first question, its question part not trained on
+    assert torch.equal(x, questions.example(0)[0]) and int((y == PAD_ID).sum()) > 0
+    with pytest.raises(IndexError):
+        mixture.example(len(mixture), random.Random(0))
+
+    out = tmp_path / "mixed.params"
+    mixed_pretraining.main(["--data", str(data), "--out", str(out), "--epochs", "2", "--batch_size", "32"])
+    rows = [json.loads(line) for line in Path(f"{out}.metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * -(-len(mixture) // 32) and rows[-1]["epoch"] == 2
+    config, _, info = checkpoint.read_config(out)
+    assert (config.n_layer, config.n_embd, info["stage"]) == (4, 128, "mixed pretraining")
+
+    again = tmp_path / "more.params"  # continuing a checkpoint keeps its size and vocabulary
+    mixed_pretraining.main(["--data", str(data), "--out", str(again), "--from", str(out), "--epochs", "1",
+                            "--learning_rate", "6e-4", "--warmup_tokens", "0"])
+    assert checkpoint.read_config(again)[0] == config and checkpoint.read_config(again)[2]["from"] == str(out)
