@@ -23,11 +23,10 @@ from dataclasses import asdict, replace
 import torch
 
 from factlab import FactlabError, checkpoint, experiment
-from factlab.data import CharCorruptionDataset, NameDataset, read_text
+from factlab.data import NameDataset, read_text
 from factlab.model import GPT
+from factlab.reproduce import RECIPES
 from factlab.train import TrainConfig, train
-
-CPU_FAST = experiment.ModelOptions(n_layer=4, n_head=4, n_embd=128, dropout=0.0)
 
 
 class Mixture:
@@ -66,8 +65,8 @@ def main(argv=None) -> None:
         model, corpus = experiment.load_model(args.start, experiment.checkpoint_variant(args.start), wiki,
                                               experiment.ModelOptions())
     else:
-        config = CPU_FAST.config("vanilla", 0)
-        corpus = CharCorruptionDataset(read_text(wiki), config.block_size, source=wiki)
+        config = RECIPES["cpu-fast"].model.config("vanilla", 0)
+        corpus = experiment.pretraining_dataset(wiki, config.block_size)
         torch.manual_seed(args.seed)
         model = GPT(replace(config, vocab_size=corpus.vocab_size))
     questions_path = f"{args.data}/birth_places_train.tsv"
