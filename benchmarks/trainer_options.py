@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from factlab.data import CharCorruptionDataset, read_text
+from factlab.experiment import pretraining_dataset
 from factlab.model import GPT, GPTConfig
 from factlab.train import TrainConfig, train
 
@@ -59,9 +59,11 @@ def main(argv=None) -> int:
         if o.split("+")[0] not in ("fp32", "bf16") or o.count("+") > 1 or ("+" in o and not o.endswith("+compile")):
             ap.error(f"--options: {o!r} is not fp32 or bf16, optionally with +compile")
 
+    # One dataset for all option sets: the trainer draws corruptions and order from its own seeded generator,
+    # so every option set sees the same batches.
+    dataset = pretraining_dataset(wiki, 128)
     results = []
     for option in option_sets:
-        dataset = CharCorruptionDataset(read_text(wiki), 128, seed=0, source=str(wiki))
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=dataset.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
                               n_embd=args.n_embd, block_size=128, dropout=args.dropout))

@@ -145,3 +145,15 @@ def test_mixed_pretraining_sees_every_document_and_question_each_epoch(corpus_fi
     mixed_pretraining.main(["--data", str(data), "--out", str(again), "--from", str(out), "--epochs", "1",
                             "--learning_rate", "6e-4", "--warmup_tokens", "0"])
     assert checkpoint.read_config(again)[0] == config and checkpoint.read_config(again)[2]["from"] == str(out)
+
+
+def test_trainer_options_reports_each_option_set_against_the_first(corpus_files, capsys):
+    import trainer_options
+
+    data = str(corpus_files["wiki"].parent)
+    size = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "16", "--skip-steps", "1"]
+    assert trainer_options.main(["--data", data, "--options", "fp32,bf16", "--seconds", "1", *size]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "tokens/s" in line]
+    assert [r.split(":")[0].strip() for r in rows] == ["fp32", "bf16"] and "1.00x" in rows[0]
+    with pytest.raises(SystemExit):
+        trainer_options.main(["--data", data, "--options", "fp16"])
