@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from hypothesis import given, settings, strategies as st
 from safetensors.torch import load_file
 
-from factlab.train import Ranks, shard
+from factlab.train import Ranks, global_loss_and_time, shard
 from factlab.vocab import PAD_ID
 
 TINY_CLI = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--block_size", "64", "--dropout", "0",
@@ -66,3 +69,27 @@ def test_two_gloo_processes_match_one(tmp_path, corpus_files, verb):
     assert [s["lr"] for s in steps2] == [s["lr"] for s in steps]
     assert [s["loss"] for s in steps2] == pytest.approx([s["loss"] for s in steps], rel=1e-4)
     assert steps[-1]["loss"] < steps[0]["loss"]  # it trained
+
+
+def report_agreed_clock(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    loss, elapsed = global_loss_and_time(torch.tensor(float(rank + 1)), 10.0 * (rank + 1), Ranks(rank, 2), "cpu")
+    Path(out_dir, f"{rank}.json").write_text(json.dumps([loss, elapsed]))
+    dist.destroy_process_group()
+
+
+def test_ranks_agree_on_one_clock(tmp_path):
+    """Ranks whose clocks differ get the same elapsed time (their mean) with the summed loss, so under
+    --max_minutes they use one learning rate and stop at the same step."""
+    mp.spawn(report_agreed_clock, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    assert [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)] == [[3.0, 15.0]] * 2
+
+
+def test_two_gloo_processes_stop_together_at_the_time_limit(tmp_path, corpus_files):
+    """A time-limited run under torchrun ends on every rank at the same step (no rank waits forever in the
+    all-reduce) and rank 0 saves a checkpoint whose rate decayed with the clock."""
+    factlab(["pretrain", "vanilla", str(corpus_files["wiki"]), "--max_epochs", "100000", "--max_minutes", "0.05",
+             "--writing_params_path", "timed.params", *TINY_CLI], tmp_path, nproc=2)
+    steps = [json.loads(line) for line in (tmp_path / "timed.params.metrics.jsonl").read_text().splitlines()]
+    assert (tmp_path / "timed.params").is_file() and len(steps) > 5
+    assert steps[-1]["lr"] < 0.5 * max(s["lr"] for s in steps)  # by tokens alone it would barely have decayed

@@ -57,7 +57,10 @@ def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):
     assert info["train"]["max_epochs"] == 1
     assert info["train"]["learning_rate"] == fast.pretrain["learning_rate"]
     assert info["train"]["batch_size"] == fast.pretrain["batch_size"]
+    assert info["train"]["weight_decay"] == fast.pretrain["weight_decay"]
     assert info["train"]["precision"] == "bf16"  # recorded with the weights
+    assert main(args + ["--weight_decay", "0.05"]) == 0
+    assert read_config(params)[2]["train"]["weight_decay"] == 0.05
 
 
 def test_bad_data_dir_and_variant(tmp_path, corpus_files, capsys):

@@ -53,6 +53,33 @@ def test_schedule_properties(warmup, span, lr, a, b):
         assert learning_rate(config, lo) <= learning_rate(config, min(hi, warmup)) * (1 + 1e-12)
 
 
+@PROPERTY
+@given(tokens=st.integers(1000, 3 * 10**4), time_used=st.floats(0.0, 2.0))
+def test_schedule_follows_the_clock_further_along(tokens, time_used):
+    """Under a time limit the cosine runs on the further of tokens and the fraction of time used: never above the
+    token schedule, and at the floor once the time is up."""
+    config = schedule()
+    token_progress = (tokens - 1000) / 9000
+    assert learning_rate(config, tokens, time_used) <= learning_rate(config, tokens) * (1 + 1e-12)
+    if time_used >= token_progress:
+        assert learning_rate(config, tokens, time_used) == pytest.approx(
+            learning_rate(config, 1000 + round(min(time_used, 1.0) * 9000)), rel=1e-3)
+    if time_used >= 1.0:
+        assert learning_rate(config, tokens, time_used) == pytest.approx(6e-4)
+
+
+def test_time_limited_run_ends_on_the_decayed_rate(tmp_path, finetune_ds, vocab):
+    """A run that the time limit stops long before final_tokens still decays its rate to near the floor."""
+    model = make_model(tiny_config(len(vocab)))
+    config = TrainConfig(max_epochs=10**6, batch_size=8, learning_rate=1e-3, final_tokens=10**12,
+                         warmup_tokens=0, max_minutes=1.5 / 60)
+    result = train(model, finetune_ds, config, metrics_path=tmp_path / "m.jsonl", progress=False)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert result.stopped_early and len(rates) > 20
+    assert rates == sorted(rates, reverse=True)
+    assert rates[-1] < 0.2e-3  # by tokens alone it would still be at the 1e-3 peak
+
+
 def test_course_hyperparameters():
     """Defaults equal the course's run.py: pretrain 650 epochs, batch 128, lr 6e-3; finetune 75 epochs from
     scratch or 10 after pretraining, batch 256, lr 6e-4; warmup 512*20 tokens; final 200 * N * block tokens."""

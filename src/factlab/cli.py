@@ -37,7 +37,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--finetune_lr", type=float, help="course alias of --learning_rate for finetune")
     g.add_argument("--warmup_tokens", type=int)
     g.add_argument("--final_tokens", type=int)
-    g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save")
+    g.add_argument("--weight_decay", type=float, help="AdamW's decoupled decay of the matmul weights (course: 0.1)")
+    g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save; the "
+                   "cosine follows the clock if that is further along than the tokens, so it ends decayed")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
     g.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or fp32 (default auto: bf16 on a GPU, "
                    "fp32 on a CPU; bf16 is faster on CPUs with avx512_bf16 or AMX, far slower on others)")
@@ -141,7 +143,8 @@ def reproduce_doc() -> str:
 
 
 def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
-    names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "max_minutes", "precision")
+    names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "weight_decay", "max_minutes",
+             "precision")
     overrides = dict(recipe_defaults or {})
     overrides.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
     if args.compile:

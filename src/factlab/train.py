@@ -4,7 +4,9 @@ As in the course: AdamW (betas 0.9/0.95, weight decay on matmul weights only), g
 learning rate that warms up linearly over `warmup_tokens` and then decays along a cosine to 10% at `final_tokens`
 (it stays at 10% afterwards; the course's formula would rise again). The schedule's clock counts every example as
 block_size - 1 positions, exactly as the course's padded batches did, so the course's warmup and final token
-budgets keep their meaning even though factlab never computes on padding.
+budgets keep their meaning even though factlab never computes on padding. Under `max_minutes` the cosine runs on
+whichever clock is further along, tokens or wall-clock time, so a run that the time limit ends still ends on the
+decayed rate however fast the machine is.
 
 On a GPU it trains in bf16 autocast with TF32 matmuls, fused AdamW and pinned-memory batches (`compile=True` adds
 torch.compile). On a CPU it trains in fp32 unless `precision="bf16"`: CPUs with native bf16 instructions
@@ -65,10 +67,12 @@ class TrainConfig:
                       "final_tokens": 200 * n_documents * block_size, **overrides})
 
 
-def learning_rate(config: TrainConfig, tokens: int) -> float:
+def learning_rate(config: TrainConfig, tokens: int, time_used: float = 0.0) -> float:
+    """The rate after `tokens` schedule tokens, with `time_used` the fraction of max_minutes gone (0 without it)."""
     if tokens < config.warmup_tokens:
         return config.learning_rate * tokens / max(1, config.warmup_tokens)
-    progress = min(1.0, (tokens - config.warmup_tokens) / max(1, config.final_tokens - config.warmup_tokens))
+    progress = (tokens - config.warmup_tokens) / max(1, config.final_tokens - config.warmup_tokens)
+    progress = min(1.0, max(progress, time_used))
     return config.learning_rate * max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
@@ -180,7 +184,8 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     loss_value = float("nan")
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
     start = time.perf_counter()
-    deadline = start + 60 * config.max_minutes if config.max_minutes is not None else math.inf
+    time_limit = 60 * config.max_minutes if config.max_minutes is not None else math.inf
+    elapsed = 0.0  # seconds, the same on every rank (their mean), so all ranks use one rate and stop together
     stopped_early = False
     log = where.is_main
     with (open(metrics_path, "w", encoding="utf-8") if metrics_path and log else contextlib.nullcontext()) as metrics, \
@@ -188,7 +193,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
                  if log else True, unit="step", dynamic_ncols=True) as bar:
         for epoch, x, y in epochs_of_batches(dataset, config, rng):
             schedule_tokens += len(x) * positions_per_example
-            lr = learning_rate(config, schedule_tokens)
+            lr = learning_rate(config, schedule_tokens, elapsed / time_limit if time_limit > 0 else 1.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch_targets = int((y != PAD_ID).sum())  # of the global batch: the loss is its mean over them
@@ -207,10 +212,9 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             optimizer.step()
 
             steps += 1
-            stop = time.perf_counter() > deadline
-            loss_value, stop = global_loss_and_stop(loss_sum.detach(), stop, where, device)
+            loss_value, elapsed = global_loss_and_time(loss_sum.detach(), time.perf_counter() - start, where, device)
             loss_value /= batch_targets
-            elapsed = time.perf_counter() - start
+            stop = elapsed > time_limit
             if metrics is not None:
                 metrics.write(json.dumps({"step": steps, "epoch": epoch, "loss": round(loss_value, 5), "lr": lr,
                                           "tokens": tokens, "elapsed_s": round(elapsed, 3)}) + "\n")
@@ -226,10 +230,10 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
                        stopped_early=stopped_early)
 
 
-def global_loss_and_stop(loss_sum: torch.Tensor, stop: bool, where: Ranks, device) -> tuple[float, bool]:
-    """The batch's summed loss over all ranks, and whether any rank hit the time limit (so all stop together)."""
+def global_loss_and_time(loss_sum: torch.Tensor, elapsed: float, where: Ranks, device) -> tuple[float, float]:
+    """The batch's summed loss over all ranks, and the ranks' mean elapsed seconds (one clock for all of them)."""
     if where.world_size == 1:
-        return loss_sum.item(), stop
-    both = torch.stack([loss_sum.float(), torch.tensor(float(stop), device=device)])
+        return loss_sum.item(), elapsed
+    both = torch.stack([loss_sum.float(), torch.tensor(elapsed, dtype=torch.float32, device=device)])
     dist.all_reduce(both)
-    return both[0].item(), bool(both[1].item() > 0)
+    return both[0].item(), both[1].item() / where.world_size
