@@ -320,7 +320,7 @@ def test_ask_alternatives_are_continued_greedily(work):
     model, corpus = experiment.load_model(work["ft"], "vanilla", work["wiki"], OPTIONS)
     question = parse_questions(work["dev"].read_text(), "dev")[1].question
     prompt = prompt_ids(corpus.vocab, question)
-    greedy = experiment.answer(model, corpus.vocab, [Question(question, None, "q")], "cpu", with_scores=True)[0]
+    greedy = experiment.answer(model, corpus.vocab, [Question(question, None, "q")], "cpu", with_scores=True)[0][0]
     found = alternatives(model, corpus.vocab, prompt, 4)
     assert len(found) == 4 and len({a for a, _ in found}) == 4
     assert found[0][1] >= found[-1][1]

@@ -13,7 +13,10 @@ Definitions
 - **name_in_corpus**: X occurs anywhere in wiki.txt (not only as a document title).
 - **place in document**: the exact string (case-sensitive substring) occurs in the document; an empty answer
   occurs nowhere.
-- **confidence**: the probability of the greedy answer, p(answer characters and the closing ⁇ | question ⁇).
+- **confidence**: the probability of the greedy answer, p(answer characters and the closing ⁇ | question ⁇);
+  for a model finetuned to recite (`--answer_format recite`), p(answer and ⁇ | NAME. recitation ⁇).
+- **recitation** (recite models only): the biography the model wrote after "NAME." before answering;
+  **gold_in_recitation**: the gold place occurs in it.
   **first_char_prob**: the probability of its first character (of the ⁇ for an empty answer).
 - **nearest training name**: the training name with the highest Jaccard similarity of character trigram sets,
   computed on " x " (lowercased, one space each side); ties go to the earlier line of the training file.
@@ -48,11 +51,13 @@ JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "fact
      "name_in_corpus": bool, "n_documents": int, "gold_in_doc": bool, "prediction_in_doc": bool,
      "prediction_in_train_answers": bool | null,
      "nearest_train_name": str | null, "nearest_train_answer": str | null, "nearest_similarity": float | null,
-     "recall_probed": bool, "recalled": bool | null}  # the last two only with --recall_params_path
+     "recall_probed": bool, "recalled": bool | null,  # these two only with --recall_params_path
+     "recitation": str, "gold_in_recitation": bool}   # these two only for a recite model
   ],
   "summary": {
     "n": int, "correct": int, "accuracy": float,                       # accuracies are fractions in [0, 1]
-    "by": {"name_in_corpus" | "gold_in_doc" | "prediction_in_doc" | "recalled" (over probed questions only):
+    "by": {"name_in_corpus" | "gold_in_doc" | "prediction_in_doc" | "recalled" (over probed questions only)
+           | "gold_in_recitation" (recite models only):
            {"true": {"n", "correct", "accuracy" (null when n = 0)}, "false": {...}}},
     "confidence": {"mean_correct", "mean_wrong", "median"},              # null when empty
     "distinct_predictions": int,
@@ -75,7 +80,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -85,44 +89,15 @@ import numpy as np
 
 from . import FactlabError, experiment
 from .checkpoint import write_text_atomic
-from .data import Question, documents, read_text
-from .decode import MAX_ANSWER_CHARS, Scored, answer_questions, next_token_probs, prompt_ids
+from .data import CorpusIndex, Question, question_name, read_text, recitation_prompt
+from .decode import MAX_ANSWER_CHARS, Scored, answer_questions, next_token_probs, prompt_ids, recite_then_answer
 from .vocab import MASK_CHAR, MASK_ID, PAD_CHAR
 
 SCHEMA = "factlab-analysis-1"
-QUESTION = re.compile(r"^Where was (.+) born\?$")
 DOCUMENT_RULE = "the wiki.txt lines that start with 'NAME.'; a place occurs if it occurs in any of them"
 SIMILARITY = "Jaccard similarity of character trigram sets of ' name ' (lowercased)"
 PERMUTATIONS = 10_000
 TOP = 10
-
-
-def question_name(question: str) -> str | None:
-    match = QUESTION.match(question.strip())
-    return match[1] if match else None
-
-
-class CorpusIndex:
-    """wiki.txt with its documents indexed by title: every prefix of a line that ends just before a period."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.documents = documents(text)
-        self.by_title: dict[str, list[int]] = defaultdict(list)
-        for i, doc in enumerate(self.documents):
-            for match in re.finditer(r"\.", doc[:200]):  # names may hold periods ("John F. Kennedy.")
-                self.by_title[doc[: match.start()]].append(i)
-
-    def documents_of(self, name: str | None) -> list[str]:
-        return [self.documents[i] for i in self.by_title.get(name, [])] if name else []
-
-    def mentions(self, name: str | None) -> bool:
-        return bool(name) and name in self.text
-
-    def place_in_documents(self, place: str, name: str | None) -> bool:
-        if not place or not name:
-            return False
-        return any(place in doc.replace(name, "\0") for doc in self.documents_of(name))
 
 
 def trigrams(name: str) -> frozenset[str]:
@@ -232,12 +207,8 @@ def match_test(predictions: list[str], nearest: list[str], train_freq: dict[str,
 def recall_prompt(index: CorpusIndex, name: str | None, place: str, block_size: int) -> str | None:
     """The person's document up to the first occurrence of `place` (not inside the name), from the first of
     their documents where that prefix and the place fit in the block; None if there is none."""
-    for doc in index.documents_of(name):
-        masked = doc.replace(name, "\0" * len(name))  # same length: positions stay those of `doc`
-        at = masked.find(place) if place else -1
-        if at > 0 and at + len(place) <= block_size:
-            return doc[:at]
-    return None
+    found = index.place_in_document(name, place, block_size)
+    return found[0][: found[1]] if found else None
 
 
 def biography_recall(model, vocab, index: CorpusIndex, questions: list[Question]) -> list[bool | None]:
@@ -259,9 +230,11 @@ def biography_recall(model, vocab, index: CorpusIndex, questions: list[Question]
 
 
 def analyze_answers(questions: list[Question], scored: list[Scored], index: CorpusIndex,
-                    train: list[Question] | None = None, recalled: list[bool | None] | None = None) -> dict:
+                    train: list[Question] | None = None, recalled: list[bool | None] | None = None,
+                    recitations: list[str] | None = None) -> dict:
     """Records, summary and risk–coverage (the JSON of the module docstring, without "meta"); `recalled` is
-    `biography_recall`'s answer per question, when there is a pretrained model to probe."""
+    `biography_recall`'s answer per question, when there is a pretrained model to probe; `recitations` what a
+    recite model wrote before each answer."""
     if len(questions) != len(scored):
         raise ValueError(f"{len(scored)} answers for {len(questions)} questions")
     if not questions or questions[0].answer is None:
@@ -291,6 +264,9 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
     if recalled is not None:
         for record, known in zip(records, recalled):
             record.update(recall_probed=known is not None, recalled=known)
+    if recitations is not None:
+        for record, recited in zip(records, recitations):
+            record.update(recitation=recited, gold_in_recitation=record["gold"] in recited)
     correct = sum(r["correct"] for r in records)
     wrong = [r for r in records if not r["correct"]]
     confidences = [r["confidence"] for r in records]
@@ -311,6 +287,8 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
     }
     if recalled is not None:
         summary["by"]["recalled"] = split([r for r in records if r["recall_probed"]], "recalled")
+    if recitations is not None:
+        summary["by"]["gold_in_recitation"] = split(records, "gold_in_recitation")
     if nearest_index is not None:
         def test(group):
             group = [r for r in group if r["nearest_train_answer"] is not None]
@@ -347,7 +325,8 @@ def format_summary(result: dict) -> str:
                  f"(random order {rc['aurc_random']:.4f}, best order {rc['aurc_oracle']:.4f})")
     labels = {"name_in_corpus": "name occurs in the corpus", "gold_in_doc": "gold place in the person's document",
               "prediction_in_doc": "predicted place in the person's document",
-              "recalled": "the pretrained model recalls the gold place from the biography (probed questions)"}
+              "recalled": "the pretrained model recalls the gold place from the biography (probed questions)",
+              "gold_in_recitation": "gold place in the model's own recitation"}
     for key, label in labels.items():
         if key not in s["by"]:
             continue
@@ -385,14 +364,15 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     questions = experiment.read_questions(eval_corpus_path, drop_non_ascii, require_answers=True)
     train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
              if train_corpus_path is not None else None)
-    scored = experiment.answer(model, corpus.vocab, questions, device, with_scores=True)
+    scored, recitations = experiment.answer(model, corpus.vocab, questions, device, with_scores=True,
+                                            answer_format=experiment.answer_format(reading_params_path))
     index = CorpusIndex(read_text(corpus_path))
     recalled = None
     if recall_params_path is not None:
         pretrained, _ = experiment.load_model(recall_params_path, variant, corpus_path, experiment.ModelOptions())
         pretrained.to(next(model.parameters()).device)
         recalled = biography_recall(pretrained, corpus.vocab, index, questions)
-    result = analyze_answers(questions, scored, index, train, recalled)
+    result = analyze_answers(questions, scored, index, train, recalled, recitations)
     meta = {"variant": variant, "checkpoint": str(reading_params_path), "corpus_path": str(corpus_path),
             "eval_corpus_path": str(eval_corpus_path),
             "train_corpus_path": None if train_corpus_path is None else str(train_corpus_path),
@@ -416,6 +396,7 @@ class Asked:
     documents: list[str]
     name_in_corpus: bool
     places_in_doc: list[str]  # known places (training answers) named in the person's documents
+    recitation: str | None = None  # what a recite model wrote after "NAME." before answering
 
 
 def alternatives(model, vocab, prompt: list[int], k: int) -> list[tuple[str, float]]:
@@ -444,6 +425,7 @@ class Asker:
         self.model, corpus = experiment.load_model(reading_params_path, variant, corpus_path, options)
         self.model.to(experiment.resolve_device(device))
         self.vocab, self.variant = corpus.vocab, variant
+        self.answer_format = experiment.answer_format(reading_params_path)
         self.index = CorpusIndex(read_text(corpus_path))
         self.places = []
         if train_corpus_path is not None:
@@ -457,25 +439,34 @@ class Asker:
         for special in (PAD_CHAR, MASK_CHAR):
             if special in question:
                 raise FactlabError(f"question: contains the reserved character {special!r}")
-        prompt = prompt_ids(self.vocab, question, "question")
+        recitation = None
+        if self.answer_format == "recite":
+            prompt = self.vocab.encode(recitation_prompt(question, "question"), "question")
+        else:
+            prompt = prompt_ids(self.vocab, question, "question")
         if len(prompt) > self.model.config.block_size:
             raise FactlabError(f"question: {len(prompt)} characters with its ⁇; the model reads at most "
                                f"{self.model.config.block_size}")
-        answer = answer_questions(self.model, self.vocab, [prompt], with_scores=True)[0]
+        if self.answer_format == "recite":
+            (recitation,), (answer,) = recite_then_answer(self.model, self.vocab, [prompt], with_scores=True)
+            prompt = prompt + self.vocab.encode(recitation) + [MASK_ID]  # alternatives: after the recitation
+        else:
+            answer = answer_questions(self.model, self.vocab, [prompt], with_scores=True)[0]
         name = question_name(question)
         docs = self.index.documents_of(name)
         places = [p for p in self.places if self.index.place_in_documents(p, name)]
         places = [p for p in places if not any(p != q and p in q for q in places)]  # "York" inside "New York"
         others = [(text, p, self.index.place_in_documents(text, name))
                   for text, p in alternatives(self.model, self.vocab, prompt, k)]
-        return Asked(question, name, answer, others, docs, self.index.mentions(name), places)
+        return Asked(question, name, answer, others, docs, self.index.mentions(name), places, recitation)
 
 
 def format_asked(a: Asked, corpus_name: str) -> str:
     s = a.answer
-    lines = [a.question,
-             f"  answer: {s.answer or '(empty)'}   probability {s.prob:.4g} (first character {s.first_char_prob:.4g})"
-             + ("" if s.closed else f"; not closed by ⁇ within {MAX_ANSWER_CHARS} characters")]
+    lines = [a.question] + ([f"  recitation: {a.name}.{a.recitation}"] if a.recitation is not None else [])
+    lines.append(f"  answer: {s.answer or '(empty)'}   probability {s.prob:.4g} (first character "
+                 f"{s.first_char_prob:.4g})" + ("" if s.closed else f"; not closed by ⁇ within {MAX_ANSWER_CHARS} "
+                                                                     "characters"))
     lines.append(f"  alternatives ({len(a.alternatives)} likeliest first characters, each continued greedily):")
     for text, p, in_doc in a.alternatives:
         where = "   [in the person's document]" if in_doc else ""

@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--writing_params_path", required=True)
         if verb == "finetune":
             p.add_argument("--finetune_corpus_path", required=True)
+            p.add_argument("--answer_format", choices=experiment.ANSWER_FORMATS,
+                           help="direct (default, the course's): 'question⁇answer⁇'; recite: 'NAME.' + the "
+                                "person's biography up to the place + '⁇answer⁇', so the model answers by reciting "
+                                "what it memorised (the checkpoint records it; evaluate follows it)")
         add_model_options(p)
         if verb in ("pretrain", "finetune"):
             add_training_options(p)
@@ -144,9 +148,9 @@ def reproduce_doc() -> str:
 
 def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
     names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "weight_decay", "max_minutes",
-             "precision")
+             "precision", "answer_format")
     overrides = dict(recipe_defaults or {})
-    overrides.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    overrides.update({n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
     if args.compile:
         overrides["compile"] = True
     lr = args.learning_rate if args.learning_rate is not None else getattr(args, lr_alias)

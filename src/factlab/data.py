@@ -9,6 +9,8 @@ only to its longest member, so no compute goes to padding.
 from __future__ import annotations
 
 import random
+import re
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +99,46 @@ def documents(corpus: str) -> list[str]:
     return [line for line in corpus.split("\n") if line.strip()]
 
 
+QUESTION = re.compile(r"^Where was (.+) born\?$")
+
+
+def question_name(question: str) -> str | None:
+    match = QUESTION.match(question.strip())
+    return match[1] if match else None
+
+
+class CorpusIndex:
+    """wiki.txt with its documents indexed by title: every prefix of a line that ends just before a period."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.documents = documents(text)
+        self.by_title: dict[str, list[int]] = defaultdict(list)
+        for i, doc in enumerate(self.documents):
+            for match in re.finditer(r"\.", doc[:200]):  # names may hold periods ("John F. Kennedy.")
+                self.by_title[doc[: match.start()]].append(i)
+
+    def documents_of(self, name: str | None) -> list[str]:
+        return [self.documents[i] for i in self.by_title.get(name, [])] if name else []
+
+    def mentions(self, name: str | None) -> bool:
+        return bool(name) and name in self.text
+
+    def place_in_documents(self, place: str, name: str | None) -> bool:
+        if not place or not name:
+            return False
+        return any(place in doc.replace(name, "\0") for doc in self.documents_of(name))
+
+    def place_in_document(self, name: str | None, place: str, ends_by: int) -> tuple[str, int] | None:
+        """(document, position) of the first occurrence of `place` outside the name in the first of the
+        person's documents where it ends within the first `ends_by` characters; None if there is none."""
+        for doc in self.documents_of(name):
+            at = doc.replace(name, "\0" * len(name)).find(place) if place else -1  # same length: same positions
+            if at > 0 and at + len(place) <= ends_by:
+                return doc, at
+        return None
+
+
 class CharCorruptionDataset:
     """Span corruption for pretraining: a document becomes `prefix ⁇ suffix ⁇ masked`.
 
@@ -150,27 +192,61 @@ class NameDataset:
         self.data = [f"{q.question}\t{q.answer}" for q in self.questions]
         self._encoded = []
         for q in self.questions:  # encode once, up front, so a bad line fails before any training starts
-            ids = self.vocab.encode(q.question + MASK_CHAR + q.answer + MASK_CHAR, q.where)
+            prompt, completion = self.texts(q)
+            ids = self.vocab.encode(prompt + completion, q.where)
             if len(ids) > self.block_size:
                 raise FactlabError(f"{q.where}: question and answer are {len(ids)} characters with the two ⁇, "
                                    f"more than the block size {self.block_size}")
-            self._encoded.append((len(q.question), ids))
+            self._encoded.append((len(prompt) - 1, ids))  # targets before the completion's first character: unscored
+
+    def texts(self, q: Question) -> tuple[str, str]:
+        """(prompt, what the model learns to write after it)."""
+        return q.question, MASK_CHAR + q.answer + MASK_CHAR
 
     def __len__(self) -> int:
         return len(self.questions)
 
     def example(self, idx: int, rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        question_len, ids = self._encoded[idx]
+        unscored, ids = self._encoded[idx]
         x = torch.tensor(ids[:-1], dtype=torch.long)
         y = torch.tensor(ids[1:], dtype=torch.long)
-        y[: question_len - 1] = PAD_ID
+        y[:unscored] = PAD_ID
         return x, y
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        question_len, ids = self._encoded[idx]
+        unscored, ids = self._encoded[idx]
         x, y = course_pair(ids, self.block_size)
-        y[: question_len - 1] = PAD_ID
+        y[:unscored] = PAD_ID
         return x, y
+
+
+def recitation_prompt(question: str, where: str) -> str:
+    """`NAME.`, the opening of NAME's biography, for the question "Where was NAME born?"."""
+    name = question_name(question)
+    if name is None:
+        raise FactlabError(f"{where}: answering by recitation needs questions of the form 'Where was NAME born?'")
+    return name + "."
+
+
+class RecitationDataset(NameDataset):
+    """Finetuning to answer by recitation: x = `NAME.` + the person's biography up to the first mention of the
+    place + `⁇place⁇`, loss on everything after `NAME.`.
+
+    The prompt is the biography's own opening at position 0, exactly where pretraining saw it, so the model
+    recites what it memorised and then names the place from its own recitation. People whose biography does not
+    mention the place early enough to fit in the block learn `NAME.⁇place⁇` (no recitation)."""
+
+    def __init__(self, pretraining_dataset: CharCorruptionDataset, data: str, source: str = "questions",
+                 drop_non_ascii: bool = False):
+        self.index = CorpusIndex("\n".join(pretraining_dataset.data))
+        super().__init__(pretraining_dataset, data, source, drop_non_ascii)
+
+    def texts(self, q: Question) -> tuple[str, str]:
+        prompt = recitation_prompt(q.question, q.where)
+        # the whole example, `NAME.` + recitation + `⁇place⁇`, must fit in the block
+        found = self.index.place_in_document(prompt[:-1], q.answer, self.block_size - len(q.answer) - 2)
+        recited = found[0][len(prompt) : found[1] + len(q.answer)] if found else ""
+        return prompt, recited + MASK_CHAR + q.answer + MASK_CHAR
 
 
 def collate(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,6 +23,7 @@ from .model import GPT, KVCache
 from .vocab import MASK_CHAR, MASK_ID, PAD_ID, Vocab
 
 MAX_ANSWER_CHARS = 32  # the course samples 32 characters after the prompt
+MIN_ANSWER_ROOM = 16  # positions left for the answer after a cut recitation: the longest training place fits
 
 
 def prompt_ids(vocab: Vocab, question: str, where: str = "question") -> list[int]:
@@ -99,6 +100,21 @@ def answer_questions(model: GPT, vocab: Vocab, prompts: list[list[int]], max_cha
         for i, answer in zip(chunk, batch):
             answers[i] = answer
     return answers
+
+
+def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_scores: bool = False
+                       ) -> tuple[list[str], list[str] | list[Scored]]:
+    """Two greedy passes: the recitation (up to the first ⁇), then the answer after `prompt recitation ⁇`.
+    Returns the recitations and the answers (`Scored` with `with_scores`: the answer's probability given its
+    recitation). A recitation that fills the block (it never closed) is cut to leave MIN_ANSWER_ROOM positions."""
+    block = model.config.block_size
+    recitations = answer_questions(model, vocab, prompts, max_chars=block)
+    second = []
+    for p, r in zip(prompts, recitations):
+        ids = p + vocab.encode(r)
+        second.append((ids if len(ids) + 1 < block else ids[: block - MIN_ANSWER_ROOM]) + [MASK_ID])
+    recitations = [vocab.decode(s[len(p) : -1]) for p, s in zip(prompts, second)]
+    return recitations, answer_questions(model, vocab, second, with_scores=with_scores)
 
 
 @torch.no_grad()

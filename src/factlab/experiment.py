@@ -9,12 +9,15 @@ from pathlib import Path
 import torch
 
 from . import FactlabError, checkpoint
-from .data import CharCorruptionDataset, NameDataset, parse_questions, read_text
-from .decode import Scored, answer_questions, prompt_ids
+from .data import CharCorruptionDataset, NameDataset, RecitationDataset, parse_questions, read_text, recitation_prompt
+from .decode import Scored, answer_questions, prompt_ids, recite_then_answer
 from .evaluate import Abstention, Score, abstain, london_baseline, score, write_predictions
 from .model import GPT, GPTConfig
 from .train import TrainConfig, TrainResult, ranks, resolve_device, train
 
+# How a finetuned model answers "Where was NAME born?": "direct", the course's `question⁇answer⁇`; or "recite",
+# `NAME.` + the biography it recites + `⁇answer⁇` (data.RecitationDataset). The checkpoint records its own.
+ANSWER_FORMATS = ("direct", "recite")
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -76,8 +79,10 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,
              reading_params_path=None, seed: int = 0, device: str = "auto", drop_non_ascii: bool = False,
-             **train_overrides) -> TrainResult:
+             answer_format: str = "direct", **train_overrides) -> TrainResult:
     check_output_path(writing_params_path)
+    if answer_format not in ANSWER_FORMATS:
+        raise FactlabError(f"--answer_format {answer_format}: unknown (known: {', '.join(ANSWER_FORMATS)})")
     torch.manual_seed(seed)
     if reading_params_path is not None:
         model, corpus = load_model(reading_params_path, variant, corpus_path, options)
@@ -85,19 +90,31 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
         config = options.config(variant, 0)
         corpus = pretraining_dataset(corpus_path, config.block_size)
         model = GPT(replace(config, vocab_size=corpus.vocab_size))
-    questions = NameDataset(corpus, read_text(finetune_corpus_path), source=str(finetune_corpus_path),
-                            drop_non_ascii=drop_non_ascii)
+    dataset = RecitationDataset if answer_format == "recite" else NameDataset
+    questions = dataset(corpus, read_text(finetune_corpus_path), source=str(finetune_corpus_path),
+                        drop_non_ascii=drop_non_ascii)
     tconf = TrainConfig.course_finetune(len(corpus), model.config.block_size, reading_params_path is not None,
                                         seed=seed, device=device, **train_overrides)
-    return _train_and_save(model, corpus, questions, tconf, writing_params_path, "finetune")
+    return _train_and_save(model, corpus, questions, tconf, writing_params_path, "finetune",
+                           {"answer_format": answer_format})
 
 
-def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_path, stage: str) -> TrainResult:
+def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_path, stage: str,
+                    extra_info: dict | None = None) -> TrainResult:
     result = train(model, dataset, tconf, metrics_path=f"{writing_params_path}.metrics.jsonl")
     if ranks().is_main:  # under torchrun every rank ends with the same weights; one writes them
-        info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict()}
+        info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict(), **(extra_info or {})}
         checkpoint.save(writing_params_path, model, corpus.vocab, info)
     return result
+
+
+def answer_format(params_path) -> str:
+    """How a checkpoint answers: what its finetuning recorded; "direct" for anything else (course files too)."""
+    header = checkpoint.read_config(params_path)
+    found = header[2].get("answer_format", "direct") if header else "direct"
+    if found not in ANSWER_FORMATS:
+        raise FactlabError(f"{params_path}: unknown answer format {found!r} in the checkpoint")
+    return found
 
 
 def checkpoint_variant(params_path) -> str:
@@ -115,6 +132,7 @@ class Evaluation:
     score: Score | None  # None for a file without answers; with abstention, abstentions count as wrong
     scored: list[Scored] | None = None  # the greedy answers with their probabilities, when they were asked for
     abstention: Abstention | None = None
+    recitations: list[str] | None = None  # what a "recite" model wrote before each answer
 
 
 def read_questions(eval_corpus_path, drop_non_ascii: bool = False, require_answers: bool = False):
@@ -122,39 +140,52 @@ def read_questions(eval_corpus_path, drop_non_ascii: bool = False, require_answe
                            drop_non_ascii=drop_non_ascii)
 
 
-def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool = False) -> list:
-    """Greedy answers (or `Scored` answers) to parsed questions; a question the model cannot read is an error."""
-    prompts = [prompt_ids(vocab, q.question, q.where) for q in questions]
+def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool = False,
+           answer_format: str = "direct") -> tuple[list, list[str] | None]:
+    """Greedy answers (or `Scored` answers) to parsed questions, and the recitations (None for "direct");
+    a question the model cannot read is an error."""
+    if answer_format == "recite":
+        prompts = [vocab.encode(recitation_prompt(q.question, q.where), q.where) for q in questions]
+    else:
+        prompts = [prompt_ids(vocab, q.question, q.where) for q in questions]
     for q, p in zip(questions, prompts):
         if len(p) > model.config.block_size:
-            raise FactlabError(f"{q.where}: the question with its ⁇ is {len(p)} characters; the model reads at most "
+            raise FactlabError(f"{q.where}: the prompt is {len(p)} characters; the model reads at most "
                                f"{model.config.block_size}")
     model.to(resolve_device(device))
-    return answer_questions(model, vocab, prompts, with_scores=with_scores)
+    if answer_format == "recite":
+        recitations, answers = recite_then_answer(model, vocab, prompts, with_scores=with_scores)
+        return answers, recitations
+    return answer_questions(model, vocab, prompts, with_scores=with_scores), None
 
 
 def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, options: ModelOptions,
              outputs_path=None, device: str = "auto", drop_non_ascii: bool = False,
              abstain_below: float | None = None) -> Evaluation:
-    """Greedy answers to a question file, scored. With `abstain_below`, answers whose probability (answer
-    characters and closing ⁇) is below it become "unknown" and count as wrong."""
+    """Greedy answers to a question file, scored, in the checkpoint's answer format. With `abstain_below`,
+    answers whose probability (answer characters and closing ⁇) is below it become "unknown" and count as wrong.
+    A "recite" model's recitations are written beside the predictions (OUTPUTS.recitations, one a line, a
+    newline in one written as \\n)."""
     if outputs_path is not None:
         check_output_path(outputs_path)
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FactlabError(f"--abstain_below {abstain_below}: a probability threshold must be in [0, 1]")
     model, corpus = load_model(reading_params_path, variant, corpus_path, options)
     questions = read_questions(eval_corpus_path, drop_non_ascii)
+    fmt = answer_format(reading_params_path)
     if abstain_below is None:
-        predictions = answer(model, corpus.vocab, questions, device)
+        predictions, recitations = answer(model, corpus.vocab, questions, device, answer_format=fmt)
         scored, abstention, result = None, None, score(questions, predictions)
     else:
-        scored = answer(model, corpus.vocab, questions, device, with_scores=True)
+        scored, recitations = answer(model, corpus.vocab, questions, device, with_scores=True, answer_format=fmt)
         predictions, abstention = abstain(questions, [s.answer for s in scored], [s.prob for s in scored],
                                           abstain_below)
         result = abstention.score
     if outputs_path is not None:
         write_predictions(outputs_path, predictions)
-    return Evaluation(predictions, result, scored, abstention)
+        if recitations is not None:
+            write_predictions(f"{outputs_path}.recitations", [r.replace("\n", "\\n") for r in recitations])
+    return Evaluation(predictions, result, scored, abstention, recitations)
 
 
 def london(eval_corpus_path, outputs_path=None) -> Evaluation:

@@ -29,11 +29,11 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global state
 
 from . import FactlabError, checkpoint
-from .data import Question, parse_questions, read_text
-from .decode import answer_questions, prompt_ids
-from .experiment import ModelOptions, check_output_path, load_model
+from .data import Question, parse_questions, read_text, recitation_prompt
+from .decode import answer_questions, prompt_ids, recite_then_answer
+from .experiment import ModelOptions, answer_format, check_output_path, load_model
 from .model import GPT
-from .vocab import Vocab
+from .vocab import MASK_ID, Vocab
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 ROW_KEYS = ("run", "variant", "correct", "total", "percent", "seconds", "params", "predictions")
@@ -315,11 +315,17 @@ def load_checkpoint(run_dir: RunDir, run: Run) -> tuple[GPT, Vocab]:
 
 def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
     model, vocab = load_checkpoint(run_dir, run)
-    prompt = prompt_ids(vocab, question, "--question")
+    recites = answer_format(run_dir.path / run.row["params"]) == "recite"
+    prompt = (vocab.encode(recitation_prompt(question, "--question"), "--question") if recites
+              else prompt_ids(vocab, question, "--question"))
     if len(prompt) > model.config.block_size:
         raise FactlabError(f"--question: {len(prompt)} characters with its ⁇; {run.row['params']} reads at most "
                            f"{model.config.block_size}")
-    answer = answer_questions(model, vocab, [prompt])[0]
+    if recites:  # the input becomes NAME. + the recitation + ⁇, then the answer
+        (recited,), (answer,) = recite_then_answer(model, vocab, [prompt])
+        prompt = prompt + vocab.encode(recited) + [MASK_ID]
+    else:
+        answer = answer_questions(model, vocab, [prompt])[0]
     ids = (prompt + vocab.encode(answer, "answer"))[: model.config.block_size]
     maps = model.attention_maps(torch.tensor([ids]))
     chars = [token_label(c) for c in vocab.decode(ids)]
@@ -332,7 +338,8 @@ def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
     return (f"<h3>{esc(run.label)} <small>({esc(run.row['params'])}, {config.variant}, {config.n_layer} layers, "
             f"{config.n_head} heads)</small></h3>\n"
             f"<p>{kind[config.variant]}. Greedy answer: <b>{esc(answer) or '(empty)'}</b>. The input is the "
-            f"question, its ⁇ and the answer: what the model read when it closed its answer. One panel per module "
+            f"{'biography the model recited after NAME.' if recites else 'question'}, its ⁇ and the answer: "
+            f"what the model read when it closed its answer. One panel per module "
             f"(row) and head (column); in each, rows are queries and columns keys (labelled in the row's first panel), "
             f"and colour is the weight (0 to 1, square-root scale).</p>\n"
             f"<div class=\"scroll\"><img class=\"full\" alt=\"attention maps of {esc(run.label)}\" "
