@@ -14,7 +14,9 @@ Definitions
 - **place in document**: the exact string (case-sensitive substring) occurs in the document; an empty answer
   occurs nowhere.
 - **confidence**: the probability of the greedy answer, p(answer characters and the closing ⁇ | question ⁇);
-  for a model finetuned to recite (`--answer_format recite`), p(answer and ⁇ | NAME. recitation ⁇).
+  for a model finetuned to recite (`--answer_format recite`), the probability of writing the place twice:
+  p(the recitation's last len(answer) characters | what precedes them) · p(answer and ⁇ | NAME. recitation ⁇)
+  (`decode.recite_then_answer`).
 - **recitation** (recite models only): the biography the model wrote after "NAME." before answering;
   **gold_in_recitation**: the gold place occurs in it.
   **first_char_prob**: the probability of its first character (of the ⁇ for an empty answer).
@@ -318,7 +320,9 @@ def format_summary(result: dict) -> str:
     s, rc = result["summary"], result["risk_coverage"]
     lines = [f"Correct: {s['correct']} out of {s['n']}: {100.0 * s['correct'] / s['n']}%"]
     c = s["confidence"]
-    lines.append(f"confidence (probability of the answer and its closing ⁇): mean {_fmt(c['mean_correct'])} when "
+    what = ("the place written in the recitation and as the answer" if "gold_in_recitation" in s["by"]
+            else "the answer and its closing ⁇")
+    lines.append(f"confidence (probability of {what}): mean {_fmt(c['mean_correct'])} when "
                  f"correct, {_fmt(c['mean_wrong'])} when wrong; median {_fmt(c['median'])}")
     lines.append(f"accuracy at 50% coverage: {_pct(rc['accuracy_at_50'])} (full coverage {_pct(rc['accuracy_full'])}"
                  f"; answer only when confidence >= {rc['threshold_at_50']:.4g}); AURC {rc['aurc']:.4f} "
@@ -464,10 +468,12 @@ class Asker:
 def format_asked(a: Asked, corpus_name: str) -> str:
     s = a.answer
     lines = [a.question] + ([f"  recitation: {a.name}.{a.recitation}"] if a.recitation is not None else [])
-    lines.append(f"  answer: {s.answer or '(empty)'}   probability {s.prob:.4g} (first character "
+    of = " (of the place, recited and answered)" if a.recitation is not None else ""
+    lines.append(f"  answer: {s.answer or '(empty)'}   probability{of} {s.prob:.4g} (first character "
                  f"{s.first_char_prob:.4g})" + ("" if s.closed else f"; not closed by ⁇ within {MAX_ANSWER_CHARS} "
                                                                      "characters"))
-    lines.append(f"  alternatives ({len(a.alternatives)} likeliest first characters, each continued greedily):")
+    after = " after the recitation" if a.recitation is not None else ""
+    lines.append(f"  alternatives ({len(a.alternatives)} likeliest first characters{after}, each continued greedily):")
     for text, p, in_doc in a.alternatives:
         where = "   [in the person's document]" if in_doc else ""
         lines.append(f"    {p:8.4g}  {text or '(empty)'}{where}")

@@ -105,8 +105,14 @@ def answer_questions(model: GPT, vocab: Vocab, prompts: list[list[int]], max_cha
 def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_scores: bool = False
                        ) -> tuple[list[str], list[str] | list[Scored]]:
     """Two greedy passes: the recitation (up to the first ⁇), then the answer after `prompt recitation ⁇`.
-    Returns the recitations and the answers (`Scored` with `with_scores`: the answer's probability given its
-    recitation). A recitation that fills the block (it never closed) is cut to leave MIN_ANSWER_ROOM positions."""
+    Returns the recitations and the answers. A recitation that fills the block (it never closed) is cut to leave
+    MIN_ANSWER_ROOM positions.
+
+    With `with_scores`, `Scored` answers whose probability is that of writing the place twice: the recitation's
+    last len(answer) characters (where a recitation names the place, as the model was finetuned to) times the
+    answer and its ⁇ after the recitation. The second factor alone says little, since copying a place just
+    written is easy whether or not the model knew it; the first says how sure the model was when it recalled it.
+    The first-character probability stays the answer's."""
     block = model.config.block_size
     recitations = answer_questions(model, vocab, prompts, max_chars=block)
     second = []
@@ -114,7 +120,33 @@ def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_
         ids = p + vocab.encode(r)
         second.append((ids if len(ids) + 1 < block else ids[: block - MIN_ANSWER_ROOM]) + [MASK_ID])
     recitations = [vocab.decode(s[len(p) : -1]) for p, s in zip(prompts, second)]
-    return recitations, answer_questions(model, vocab, second, with_scores=with_scores)
+    answers = answer_questions(model, vocab, second, with_scores=with_scores)
+    if not with_scores:
+        return recitations, answers
+    recited = token_logprobs(model, [s[:-1] for s in second], [len(p) for p in prompts])
+    scored = []
+    for a, lps in zip(answers, recited):
+        tail = lps[max(0, len(lps) - len(a.answer)):] if a.answer else []
+        scored.append(Scored(a.answer, a.logprob + sum(tail), a.first_char_prob, a.closed))
+    return recitations, scored
+
+
+@torch.no_grad()
+def token_logprobs(model: GPT, sequences: list[list[int]], starts: list[int], batch_size: int = 64
+                   ) -> list[list[float]]:
+    """log p(token) of each token of each sequence from index `start` on, given the tokens before it."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for lo in range(0, len(sequences), batch_size):
+        chunk = sequences[lo : lo + batch_size]
+        tokens = torch.full((len(chunk), max(len(s) for s in chunk)), PAD_ID, dtype=torch.long, device=device)
+        for row, seq in enumerate(chunk):
+            tokens[row, : len(seq)] = torch.tensor(seq, device=device)
+        logprobs = F.log_softmax(model(tokens)[0].double(), -1)
+        for row, (seq, start) in enumerate(zip(chunk, starts[lo : lo + batch_size])):
+            out.append([float(logprobs[row, i - 1, seq[i]]) for i in range(max(1, start), len(seq))])
+    return out
 
 
 @torch.no_grad()

@@ -150,7 +150,8 @@ def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool
         prompts = [prompt_ids(vocab, q.question, q.where) for q in questions]
     for q, p in zip(questions, prompts):
         if len(p) > model.config.block_size:
-            raise FactlabError(f"{q.where}: the prompt is {len(p)} characters; the model reads at most "
+            what = "the prompt NAME." if answer_format == "recite" else "the question with its ⁇"
+            raise FactlabError(f"{q.where}: {what} is {len(p)} characters; the model reads at most "
                                f"{model.config.block_size}")
     model.to(resolve_device(device))
     if answer_format == "recite":
