@@ -17,9 +17,9 @@ Definitions
   for a model finetuned to recite (`--answer_format recite`), the probability of writing the place twice:
   p(the recitation's last len(answer) characters | what precedes them) · p(answer and ⁇ | NAME. recitation ⁇)
   (`decode.recite_then_answer`).
+  **first_char_prob**: the probability of its first character (of the ⁇ for an empty answer).
 - **recitation** (recite models only): the biography the model wrote after "NAME." before answering;
   **gold_in_recitation**: the gold place occurs in it.
-  **first_char_prob**: the probability of its first character (of the ⁇ for an empty answer).
 - **nearest training name**: the training name with the highest Jaccard similarity of character trigram sets,
   computed on " x " (lowercased, one space each side); ties go to the earlier line of the training file.
 - **nearest-name hypothesis**: a model that does not know a person answers with the birthplace of the most
@@ -449,7 +449,8 @@ class Asker:
         else:
             prompt = prompt_ids(self.vocab, question, "question")
         if len(prompt) > self.model.config.block_size:
-            raise FactlabError(f"question: {len(prompt)} characters with its ⁇; the model reads at most "
+            what = "the prompt NAME." if self.answer_format == "recite" else "with its ⁇"
+            raise FactlabError(f"question: {len(prompt)} characters ({what}); the model reads at most "
                                f"{self.model.config.block_size}")
         if self.answer_format == "recite":
             (recitation,), (answer,) = recite_then_answer(self.model, self.vocab, [prompt], with_scores=True)

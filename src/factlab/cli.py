@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--eval_corpus_path", required=True)
             p.add_argument("--outputs_path", help="predictions file, one answer a line")
             p.add_argument("--abstain_below", type=float, metavar="P",
-                           help='answer "unknown" when the probability of the answer (and its closing ⁇) is below P')
+                           help='answer "unknown" when the probability of the answer (and its closing ⁇; for a recite '
+                                'model, of the place recited and answered) is below P')
         elif verb == "analyze":
             p.add_argument("--eval_corpus_path", required=True, help="question<TAB>answer lines")
             p.add_argument("--train_corpus_path", help="the finetuning file: nearest training names, answer "

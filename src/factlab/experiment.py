@@ -164,7 +164,8 @@ def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, o
              outputs_path=None, device: str = "auto", drop_non_ascii: bool = False,
              abstain_below: float | None = None) -> Evaluation:
     """Greedy answers to a question file, scored, in the checkpoint's answer format. With `abstain_below`,
-    answers whose probability (answer characters and closing ⁇) is below it become "unknown" and count as wrong.
+    answers whose probability (`Scored.prob`: of the answer characters and closing ⁇, or for a recite model of
+    the place recited and answered) is below it become "unknown" and count as wrong.
     A "recite" model's recitations are written beside the predictions (OUTPUTS.recitations, one a line, a
     newline in one written as \\n)."""
     if outputs_path is not None:

@@ -6,7 +6,8 @@ predictions file, and a results table as Markdown and JSON, with the wall-clock 
 
 A recipe is a documented option set: model sizes and the three trainings' hyperparameters. "course" is the
 assignment's (hours on a CPU, minutes on a GPU); "cpu-fast" is a smaller model trained to fit an hour on 2 CPU
-cores; "cpu-recite" finetunes cpu-fast's pretrained model to answer by reciting the biography first. Options given on the command line of pretrain/finetune override a recipe's values.
+cores; "cpu-recite" finetunes cpu-fast's pretrained model to answer by reciting the biography first. Options
+given on the command line of pretrain/finetune override a recipe's values.
 """
 
 from __future__ import annotations
