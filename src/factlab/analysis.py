@@ -91,8 +91,8 @@ import numpy as np
 
 from . import FactlabError, experiment
 from .checkpoint import write_text_atomic
-from .data import CorpusIndex, Question, question_name, read_text, recitation_prompt
-from .decode import MAX_ANSWER_CHARS, Scored, answer_questions, next_token_probs, prompt_ids, recite_then_answer
+from .data import CorpusIndex, Question, question_name, read_text
+from .decode import MAX_ANSWER_CHARS, Scored, answer_questions, next_token_probs, recite_then_answer
 from .vocab import MASK_CHAR, MASK_ID, PAD_CHAR
 
 SCHEMA = "factlab-analysis-1"
@@ -444,10 +444,7 @@ class Asker:
             if special in question:
                 raise FactlabError(f"question: contains the reserved character {special!r}")
         recitation = None
-        if self.answer_format == "recite":
-            prompt = self.vocab.encode(recitation_prompt(question, "question"), "question")
-        else:
-            prompt = prompt_ids(self.vocab, question, "question")
+        prompt = experiment.prompt_for(self.vocab, question, "question", self.answer_format)
         if len(prompt) > self.model.config.block_size:
             what = "the prompt NAME." if self.answer_format == "recite" else "with its ⁇"
             raise FactlabError(f"question: {len(prompt)} characters ({what}); the model reads at most "

@@ -140,14 +140,18 @@ def read_questions(eval_corpus_path, drop_non_ascii: bool = False, require_answe
                            drop_non_ascii=drop_non_ascii)
 
 
+def prompt_for(vocab, question: str, where: str, answer_format: str) -> list[int]:
+    """What the model reads for a question: `question⁇` (direct) or `NAME.` (recite)."""
+    if answer_format == "recite":
+        return vocab.encode(recitation_prompt(question, where), where)
+    return prompt_ids(vocab, question, where)
+
+
 def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool = False,
            answer_format: str = "direct") -> tuple[list, list[str] | None]:
     """Greedy answers (or `Scored` answers) to parsed questions, and the recitations (None for "direct");
     a question the model cannot read is an error."""
-    if answer_format == "recite":
-        prompts = [vocab.encode(recitation_prompt(q.question, q.where), q.where) for q in questions]
-    else:
-        prompts = [prompt_ids(vocab, q.question, q.where) for q in questions]
+    prompts = [prompt_for(vocab, q.question, q.where, answer_format) for q in questions]
     for q, p in zip(questions, prompts):
         if len(p) > model.config.block_size:
             what = "the prompt NAME." if answer_format == "recite" else "the question with its ⁇"

@@ -29,9 +29,9 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global state
 
 from . import FactlabError, checkpoint
-from .data import Question, parse_questions, read_text, recitation_prompt
-from .decode import answer_questions, prompt_ids, recite_then_answer
-from .experiment import ModelOptions, answer_format, check_output_path, load_model
+from .data import Question, parse_questions, read_text
+from .decode import answer_questions, recite_then_answer
+from .experiment import ModelOptions, answer_format, check_output_path, load_model, prompt_for
 from .model import GPT
 from .vocab import MASK_ID, Vocab
 
@@ -315,9 +315,9 @@ def load_checkpoint(run_dir: RunDir, run: Run) -> tuple[GPT, Vocab]:
 
 def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
     model, vocab = load_checkpoint(run_dir, run)
-    recites = answer_format(run_dir.path / run.row["params"]) == "recite"
-    prompt = (vocab.encode(recitation_prompt(question, "--question"), "--question") if recites
-              else prompt_ids(vocab, question, "--question"))
+    fmt = answer_format(run_dir.path / run.row["params"])
+    recites = fmt == "recite"
+    prompt = prompt_for(vocab, question, "--question", fmt)
     if len(prompt) > model.config.block_size:
         raise FactlabError(f"--question: {len(prompt)} characters with its ⁇; {run.row['params']} reads at most "
                            f"{model.config.block_size}")
