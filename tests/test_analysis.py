@@ -47,6 +47,7 @@ def test_risk_coverage_hand_made():
     assert rc["aurc"] == pytest.approx((0 + 0.5 + 1 / 3 + 0.5) / 4)
     assert rc["accuracy_at_50"] == 0.5 and rc["accuracy_full"] == 0.5 and rc["threshold_at_50"] == 0.8
     assert rc["aurc_oracle"] == pytest.approx((0 + 0 + 1 / 3 + 1 / 2) / 4) and rc["aurc_random"] == 0.5
+    assert rc["correct_in_top_half"] == 1 and rc["accuracy_at_50_best"] == 1.0
     odd = risk_coverage([0.1, 0.5, 0.5, 0.2, 0.9], [False, False, True, False, True])  # ties: file order
     assert odd["accuracy"][:3] == pytest.approx([1.0, 0.5, 2 / 3]) and odd["accuracy_at_50"] == pytest.approx(2 / 3)
     with pytest.raises(ValueError):
@@ -62,6 +63,15 @@ def test_risk_coverage_bounds(pairs):
     assert rc["accuracy"][-1] == pytest.approx(sum(correct) / len(correct)) == rc["accuracy_full"]
     assert rc["aurc_oracle"] <= rc["aurc"] + 1e-12
     assert 0 <= rc["aurc"] <= 1 and len(rc["coverage"]) == len(pairs)
+    # the best order's accuracy at 50% coverage bounds the confidence order's; below 50% accuracy it is twice
+    # the full accuracy, and reached exactly when every correct answer is in the confident half
+    half = -(-len(pairs) // 2)
+    assert rc["accuracy_at_50"] == pytest.approx(rc["correct_in_top_half"] / half)
+    assert rc["accuracy_at_50"] <= rc["accuracy_at_50_best"] + 1e-12
+    if sum(correct) <= half:
+        assert rc["accuracy_at_50_best"] == pytest.approx(sum(correct) / half)
+        assert (rc["accuracy_at_50"] == pytest.approx(rc["accuracy_at_50_best"])) == (
+            rc["correct_in_top_half"] == sum(correct))
 
 
 # ---------------------------------------------------------------- nearest name and its test

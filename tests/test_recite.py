@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -158,6 +159,21 @@ def test_finetune_recite_end_to_end(corpus_files, tmp_path, capsys):
     shown = capsys.readouterr().out
     name = question[len("Where was "):-len(" born?")]
     assert f"  recitation: {name}." in shown and "  answer: " in shown
+    # the report's predictions table shows each answer's recitation, from the file evaluate wrote
+    row = {"run": "recite", "variant": "vanilla", "correct": 0, "total": len(answers), "percent": 0.0,
+           "seconds": None, "params": params.name, "predictions": predictions.name}
+    (tmp_path / "results.json").write_text(json.dumps({"rows": [row], "eval_corpus_path": str(corpus_files["dev"]),
+                                                       "corpus_path": str(corpus_files["wiki"])}))
+    assert main(["report", str(tmp_path), "-o", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<th>recitation (what the model wrote before answering)</th>" in page
+    assert f"<td class=\"recited\">{html.escape(recitations[0])}</td>" in page
+    (tmp_path / "dev.predictions.recitations").write_text("\n".join(recitations[:-1]) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path), "-o", str(tmp_path / "report.html")]) == 2
+    assert (f"dev.predictions.recitations: {len(answers) - 1} recitations for the {len(answers)} questions"
+            in capsys.readouterr().err)
+    assert (tmp_path / "report.html").read_text(encoding="utf-8") == page  # the earlier report is kept
 
 
 def test_direct_checkpoints_answer_directly(corpus_files, tmp_path):

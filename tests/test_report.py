@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from factlab import checkpoint, experiment
 from factlab.cli import main
@@ -45,6 +46,17 @@ def test_wilson_interval_is_symmetric_and_checks_its_input():
     for bad in ((1, 0), (-1, 5), (6, 5)):
         with pytest.raises(ValueError):
             wilson_interval(*bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_wilson_interval_contains_the_proportion(pair):
+    """0 <= lo <= p <= hi <= 1, with lo = 0 exactly at 0 correct and hi = 1 at all correct (the results plot draws
+    p - lo and hi - p as error bars, which must not be negative)."""
+    correct, total = pair
+    lo, hi = wilson_interval(correct, total)
+    assert 0.0 <= lo <= correct / total <= hi <= 1.0
+    assert (lo == 0.0) == (correct == 0) and (hi == 1.0) == (correct == total)
 
 
 # ------------------------------------------------------------------------------------------------ attention weights

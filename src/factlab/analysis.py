@@ -39,6 +39,10 @@ Definitions
   a random order gives 1 - accuracy_full in expectation (`aurc_random`), the best order `aurc_oracle`.
   `accuracy_at_50` is the accuracy among the ceil(n/2) most confident answers, and `threshold_at_50` the
   confidence of the last of them (`factlab evaluate --abstain_below` that value answers that half, ties apart).
+  `accuracy_at_50_best` is what the best order gives there, min(correct, ceil(n/2)) / ceil(n/2), and
+  `correct_in_top_half` how many correct answers the confidence ranks in that half. While accuracy is at most
+  50%, accuracy at 50% coverage is at most twice the full accuracy, with equality only when every correct answer
+  is in the confident half.
 
 JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "factlab-analysis-1")
 -----------------------------------------------------------------------------------------------
@@ -74,7 +78,7 @@ JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "fact
   },
   "risk_coverage": {"coverage": [float] * n, "accuracy": [float] * n, "aurc": float, "aurc_random": float,
                     "aurc_oracle": float, "accuracy_at_50": float, "accuracy_full": float,
-                    "threshold_at_50": float}
+                    "threshold_at_50": float, "accuracy_at_50_best": float, "correct_in_top_half": int}
 }
 """
 
@@ -92,7 +96,7 @@ import numpy as np
 from . import FactlabError, experiment
 from .checkpoint import write_text_atomic
 from .data import CorpusIndex, Question, question_name, read_text
-from .decode import MAX_ANSWER_CHARS, Scored, answer_questions, next_token_probs, recite_then_answer
+from .decode import MAX_ANSWER_CHARS, Scored, answer_prompt, answer_questions, next_token_probs, recite_then_answer
 from .vocab import MASK_CHAR, MASK_ID, PAD_CHAR
 
 SCHEMA = "factlab-analysis-1"
@@ -156,6 +160,9 @@ def risk_coverage(confidences: list[float], correct: list[bool]) -> dict:
     total = int(hits[-1])
     oracle = np.where(k <= total, 0.0, (k - total) / k)
     half = math.ceil(n / 2)
+    # No order can put more than min(total, half) correct answers in the confident half. While accuracy is at most
+    # 50%, that makes 2x the ceiling of accuracy_at_50 / accuracy_full, reached only when every correct answer is
+    # ranked in that half: `correct_in_top_half` out of `total` says how close a confidence comes.
     return {
         "coverage": (k / n).tolist(),
         "accuracy": accuracy.tolist(),
@@ -165,6 +172,8 @@ def risk_coverage(confidences: list[float], correct: list[bool]) -> dict:
         "accuracy_at_50": float(accuracy[half - 1]),
         "accuracy_full": total / n,
         "threshold_at_50": float(confidences[order[half - 1]]),
+        "accuracy_at_50_best": min(total, half) / half,
+        "correct_in_top_half": int(hits[half - 1]),
     }
 
 
@@ -327,6 +336,9 @@ def format_summary(result: dict) -> str:
     lines.append(f"accuracy at 50% coverage: {_pct(rc['accuracy_at_50'])} (full coverage {_pct(rc['accuracy_full'])}"
                  f"; answer only when confidence >= {rc['threshold_at_50']:.4g}); AURC {rc['aurc']:.4f} "
                  f"(random order {rc['aurc_random']:.4f}, best order {rc['aurc_oracle']:.4f})")
+    if "correct_in_top_half" in rc:
+        lines.append(f"the most confident half holds {rc['correct_in_top_half']} of the {s['correct']} correct answers;"
+                     f" the best order would give {_pct(rc['accuracy_at_50_best'])} at 50% coverage")
     labels = {"name_in_corpus": "name occurs in the corpus", "gold_in_doc": "gold place in the person's document",
               "prediction_in_doc": "predicted place in the person's document",
               "recalled": "the pretrained model recalls the gold place from the biography (probed questions)",
@@ -451,7 +463,7 @@ class Asker:
                                f"{self.model.config.block_size}")
         if self.answer_format == "recite":
             (recitation,), (answer,) = recite_then_answer(self.model, self.vocab, [prompt], with_scores=True)
-            prompt = prompt + self.vocab.encode(recitation) + [MASK_ID]  # alternatives: after the recitation
+            prompt = answer_prompt(self.vocab, prompt, recitation)  # the alternatives come after the recitation
         else:
             answer = answer_questions(self.model, self.vocab, [prompt], with_scores=True)[0]
         name = question_name(question)

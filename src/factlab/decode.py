@@ -115,11 +115,10 @@ def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_
     The first-character probability stays the answer's."""
     block = model.config.block_size
     recitations = answer_questions(model, vocab, prompts, max_chars=block)
-    second = []
-    for p, r in zip(prompts, recitations):
-        ids = p + vocab.encode(r)
-        second.append((ids if len(ids) + 1 < block else ids[: block - MIN_ANSWER_ROOM]) + [MASK_ID])
-    recitations = [vocab.decode(s[len(p) : -1]) for p, s in zip(prompts, second)]
+    for i, (p, r) in enumerate(zip(prompts, recitations)):
+        if len(p) + len(r) + 1 >= block:
+            recitations[i] = r[: block - MIN_ANSWER_ROOM - len(p)]
+    second = [answer_prompt(vocab, p, r) for p, r in zip(prompts, recitations)]
     answers = answer_questions(model, vocab, second, with_scores=with_scores)
     if not with_scores:
         return recitations, answers
@@ -129,6 +128,11 @@ def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_
         tail = lps[max(0, len(lps) - len(a.answer)):] if a.answer else []
         scored.append(Scored(a.answer, a.logprob + sum(tail), a.first_char_prob, a.closed))
     return recitations, scored
+
+
+def answer_prompt(vocab: Vocab, prompt: list[int], recitation: str) -> list[int]:
+    """What a recite model reads before its answer: `NAME.`, its recitation, then ⁇."""
+    return prompt + vocab.encode(recitation) + [MASK_ID]
 
 
 @torch.no_grad()

@@ -2,7 +2,8 @@
 
 The page holds the results table with 95% Wilson intervals, the training curves of every `*.metrics.jsonl`, the
 risk-coverage plot of every `*.analysis.json` (written by `factlab analyze`), attention maps of each model for one
-question, and a filterable table of every prediction. Plots are matplotlib PNGs embedded as base64 and the filter
+question, and a filterable table of every prediction (with the recitation, for a model that answers by
+recitation: the file PREDICTIONS.recitations that `factlab evaluate` writes beside its predictions). Plots are matplotlib PNGs embedded as base64 and the filter
 is a few lines of inline JavaScript: the page loads nothing from anywhere else.
 
 A RUN_DIR must hold `results.json`:
@@ -30,10 +31,10 @@ from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global 
 
 from . import FactlabError, checkpoint
 from .data import Question, parse_questions, read_text
-from .decode import answer_questions, recite_then_answer
+from .decode import answer_prompt, answer_questions, recite_then_answer
 from .experiment import ModelOptions, answer_format, check_output_path, load_model, prompt_for
 from .model import GPT
-from .vocab import MASK_ID, Vocab
+from .vocab import Vocab
 
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 ROW_KEYS = ("run", "variant", "correct", "total", "percent", "seconds", "params", "predictions")
@@ -52,7 +53,9 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, fl
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always contains p; the clamps undo rounding, which at 0 or n correct can leave p just outside
+    # (a lower end of 1e-17 for 0 correct), and matplotlib's error bars refuse a negative length.
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 # ----------------------------------------------------------------------------------------------------- reading
@@ -105,6 +108,7 @@ class Run:
     run_dir: Path
     row: dict
     predictions: list[str] | None = None
+    recitations: list[str] | None = None  # a recite model's, from PREDICTIONS.recitations (`factlab evaluate`)
     analysis: dict | None = None
     analysis_path: Path | None = None
 
@@ -150,6 +154,9 @@ def load_run_dir(path) -> RunDir:
         run = Run(path, row)
         if row["predictions"]:
             run.predictions = read_predictions(path / row["predictions"], len(questions), eval_path)
+            recited = path / f"{row['predictions']}.recitations"
+            if recited.is_file():
+                run.recitations = read_predictions(recited, len(questions), eval_path, what="recitations")
         runs.append(run)
     metrics = {p.name.removesuffix(".metrics.jsonl"): read_jsonl(p) for p in sorted(path.glob("*.metrics.jsonl"))}
     run_dir = RunDir(path, questions, resolve(path, corpus) if corpus else None, runs, metrics)
@@ -162,13 +169,13 @@ def load_run_dir(path) -> RunDir:
     return run_dir
 
 
-def read_predictions(path: Path, n_questions: int, eval_path: Path) -> list[str]:
+def read_predictions(path: Path, n_questions: int, eval_path: Path, what: str = "predictions") -> list[str]:
     text = read_text_or_empty(path)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if len(lines) != n_questions:
-        raise FactlabError(f"{path}: {len(lines)} predictions for the {n_questions} questions of {eval_path}")
+        raise FactlabError(f"{path}: {len(lines)} {what} for the {n_questions} questions of {eval_path}")
     return lines
 
 
@@ -323,7 +330,7 @@ def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
                            f"{model.config.block_size}")
     if recites:  # the input becomes NAME. + the recitation + ⁇, then the answer
         (recited,), (answer,) = recite_then_answer(model, vocab, [prompt])
-        prompt = prompt + vocab.encode(recited) + [MASK_ID]
+        prompt = answer_prompt(vocab, prompt, recited)
     else:
         answer = answer_questions(model, vocab, [prompt])[0]
     ids = (prompt + vocab.encode(answer, "answer"))[: model.config.block_size]
@@ -365,6 +372,7 @@ img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 img.full { max-width: none; }
 .note { color: #555; font-style: italic; }
 .scroll { overflow-x: auto; }
+td.recited { font-size: 0.85em; color: #444; max-width: 40em; }
 """
 
 FILTER_JS = """
@@ -425,6 +433,8 @@ def predictions_table(run_dirs: list[RunDir]) -> str:
     has_confidence = any(run.analysis is not None for d in run_dirs for run in d.runs)
     head = "<th>run</th><th>#</th><th>question</th><th>gold</th><th>prediction</th><th>correct</th>"
     head += "<th>confidence</th>" if has_confidence else ""
+    has_recitations = any(run.recitations is not None for d in run_dirs for run in d.runs)
+    head += "<th>recitation (what the model wrote before answering)</th>" if has_recitations else ""
     out = ["<p><label>Filter: <input id=\"filter\" type=\"search\" placeholder=\"run, name, place…\"></label> "
            "<label><input id=\"wrong-only\" type=\"checkbox\"> wrong only</label> <span id=\"shown\"></span></p>",
            f"<div class=\"scroll\"><table id=\"predictions\"><thead><tr>{head}</tr></thead><tbody>"]
@@ -442,6 +452,8 @@ def predictions_table(run_dirs: list[RunDir]) -> str:
                 if has_confidence:
                     c = confidence_of(run, i, q)
                     cells += f"<td class=\"num\">{f'{c:.3f}' if isinstance(c, (int, float)) else '–'}</td>"
+                if has_recitations:
+                    cells += f"<td class=\"recited\">{esc(run.recitations[i]) if run.recitations else '–'}</td>"
                 out.append(f"<tr class=\"{css}\" data-correct=\"{flag}\">{cells}</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
@@ -485,9 +497,11 @@ def build_report(run_dir_paths, question: str | None = None) -> str:
         parts.append(f"<img alt=\"risk-coverage\" src=\"{risk_coverage_plot(curves)}\">")
         rows = "".join(f"<tr><td>{esc(label)}</td>" + "".join(
             f"<td class=\"num\">{rc[k]:.3f}</td>" if isinstance(rc.get(k), (int, float)) else "<td>–</td>"
-            for k in ("aurc", "accuracy_at_50", "accuracy_full")) + "</tr>" for label, rc in curves)
+            for k in ("aurc", "accuracy_at_50", "accuracy_at_50_best", "accuracy_full")) + "</tr>"
+            for label, rc in curves)
         parts.append("<table id=\"risk-coverage\"><thead><tr><th>analysis</th><th>AURC</th><th>accuracy at 50% "
-                     f"coverage</th><th>accuracy at full coverage</th></tr></thead><tbody>{rows}</tbody></table>")
+                     "coverage</th><th>best possible at 50% coverage</th><th>accuracy at full coverage</th></tr>"
+                     f"</thead><tbody>{rows}</tbody></table>")
     else:
         parts.append("<p class=\"note\">No analysis file (<code>*.analysis.json</code>, written by <code>factlab "
                      "analyze</code>) in these run directories: no risk–coverage plot, and the predictions table "
