@@ -91,6 +91,6 @@ def test_two_gloo_processes_stop_together_at_the_time_limit(tmp_path, corpus_fil
     factlab(["pretrain", "vanilla", str(corpus_files["wiki"]), "--max_epochs", "100000", "--max_minutes", "0.05",
              "--writing_params_path", "timed.params", *TINY_CLI], tmp_path, nproc=2)
     steps = [json.loads(line) for line in (tmp_path / "timed.params.metrics.jsonl").read_text().splitlines()]
-    # (the messages say which condition failed: this failed once in a full local run and never when repeated)
+    # timing-dependent: the messages say which condition failed
     assert (tmp_path / "timed.params").is_file() and len(steps) > 5, f"{len(steps)} steps logged: {steps[-3:]}"
     assert steps[-1]["lr"] < 0.5 * max(s["lr"] for s in steps), steps[-3:]  # by tokens alone: barely decayed

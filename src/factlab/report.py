@@ -3,8 +3,9 @@
 The page holds the results table with 95% Wilson intervals, the training curves of every `*.metrics.jsonl`, the
 risk-coverage plot of every `*.analysis.json` (written by `factlab analyze`), attention maps of each model for one
 question, and a filterable table of every prediction (with the recitation, for a model that answers by
-recitation: the file PREDICTIONS.recitations that `factlab evaluate` writes beside its predictions). Plots are matplotlib PNGs embedded as base64 and the filter
-is a few lines of inline JavaScript: the page loads nothing from anywhere else.
+recitation: the file PREDICTIONS.recitations that `factlab evaluate` writes beside its predictions). Plots are
+matplotlib PNGs embedded as base64 and the filter is a few lines of inline JavaScript: the page loads nothing from
+anywhere else.
 
 A RUN_DIR must hold `results.json`:
     {"rows": [{"run", "variant", "correct", "total", "percent", "seconds", "params", "predictions"}, ...],
