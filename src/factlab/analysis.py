@@ -456,11 +456,8 @@ class Asker:
             if special in question:
                 raise FactlabError(f"question: contains the reserved character {special!r}")
         recitation = None
-        prompt = experiment.prompt_for(self.vocab, question, "question", self.answer_format)
-        if len(prompt) > self.model.config.block_size:
-            what = "the prompt NAME." if self.answer_format == "recite" else "with its ⁇"
-            raise FactlabError(f"question: {len(prompt)} characters ({what}); the model reads at most "
-                               f"{self.model.config.block_size}")
+        prompt = experiment.prompt_for(self.vocab, question, "question", self.answer_format,
+                                       self.model.config.block_size)
         if self.answer_format == "recite":
             (recitation,), (answer,) = recite_then_answer(self.model, self.vocab, [prompt], with_scores=True)
             prompt = answer_prompt(self.vocab, prompt, recitation)  # the alternatives come after the recitation

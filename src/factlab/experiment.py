@@ -140,23 +140,24 @@ def read_questions(eval_corpus_path, drop_non_ascii: bool = False, require_answe
                            drop_non_ascii=drop_non_ascii)
 
 
-def prompt_for(vocab, question: str, where: str, answer_format: str) -> list[int]:
-    """What the model reads for a question: `question⁇` (direct) or `NAME.` (recite)."""
+def prompt_for(vocab, question: str, where: str, answer_format: str, block_size: int) -> list[int]:
+    """What the model reads for a question: `question⁇` (direct) or `NAME.` (recite); a prompt longer than the
+    model's block is a one-line error naming `where`."""
     if answer_format == "recite":
-        return vocab.encode(recitation_prompt(question, where), where)
-    return prompt_ids(vocab, question, where)
+        prompt = vocab.encode(recitation_prompt(question, where), where)
+    else:
+        prompt = prompt_ids(vocab, question, where)
+    if len(prompt) > block_size:
+        what = "the prompt NAME." if answer_format == "recite" else "the question with its ⁇"
+        raise FactlabError(f"{where}: {what} is {len(prompt)} characters; the model reads at most {block_size}")
+    return prompt
 
 
 def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool = False,
            answer_format: str = "direct") -> tuple[list, list[str] | None]:
     """Greedy answers (or `Scored` answers) to parsed questions, and the recitations (None for "direct");
     a question the model cannot read is an error."""
-    prompts = [prompt_for(vocab, q.question, q.where, answer_format) for q in questions]
-    for q, p in zip(questions, prompts):
-        if len(p) > model.config.block_size:
-            what = "the prompt NAME." if answer_format == "recite" else "the question with its ⁇"
-            raise FactlabError(f"{q.where}: {what} is {len(p)} characters; the model reads at most "
-                               f"{model.config.block_size}")
+    prompts = [prompt_for(vocab, q.question, q.where, answer_format, model.config.block_size) for q in questions]
     model.to(resolve_device(device))
     if answer_format == "recite":
         recitations, answers = recite_then_answer(model, vocab, prompts, with_scores=with_scores)

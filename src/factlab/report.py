@@ -325,10 +325,7 @@ def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
     model, vocab = load_checkpoint(run_dir, run)
     fmt = answer_format(run_dir.path / run.row["params"])
     recites = fmt == "recite"
-    prompt = prompt_for(vocab, question, "--question", fmt)
-    if len(prompt) > model.config.block_size:
-        raise FactlabError(f"--question: {len(prompt)} characters with its ⁇; {run.row['params']} reads at most "
-                           f"{model.config.block_size}")
+    prompt = prompt_for(vocab, question, "--question", fmt, model.config.block_size)
     if recites:  # the input becomes NAME. + the recitation + ⁇, then the answer
         (recited,), (answer,) = recite_then_answer(model, vocab, [prompt])
         prompt = answer_prompt(vocab, prompt, recited)
