@@ -2,7 +2,8 @@
 loop, with the same setup as benchmarks/run.py (course model and settings, dropout 0.1, warm-up steps first).
 
     python benchmarks/profile_steps.py --data ../shared/data/birthplaces --loop factlab|course --phase pretrain|finetune
-                                       [--steps 3] [--warmup-steps 2] [--device auto|cpu|cuda] [--trace trace.json]
+                                       [--steps 3] [--warmup-steps 2] [--device auto|cpu|cuda] [--precision fp32|bf16]
+                                       [--compile] [--trace trace.json]
 
 It prints the profiled steps' wall-clock time split into categories of operators (self time: linear-layer
 matmuls, attention, dropout's random numbers, copies, other element-wise work, the optimizer; "outside
@@ -19,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import COURSE_SIZE, DROPOUT, BudgetSpent, training_setup  # noqa: E402
+from run import COURSE_SIZE, DROPOUT, QUICK_SIZE, BudgetSpent, training_setup  # noqa: E402
 
 # operator name -> category; the first matching rule wins (names are matched by prefix after "aten::")
 OPTIMIZER = "optimizer step and gradient clipping"
@@ -54,7 +55,7 @@ def category(event) -> str | None:
     return "other operators"
 
 
-def main() -> None:
+def main(argv=None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--loop", choices=("factlab", "course"), required=True)
@@ -64,15 +65,18 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--threads", type=int)
     ap.add_argument("--dropout", type=float, default=DROPOUT)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="factlab's trainer only")
+    ap.add_argument("--compile", action="store_true", help="factlab's trainer only: torch.compile the model")
     ap.add_argument("--trace", help="also write a Chrome trace (chrome://tracing, ui.perfetto.dev)")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="a tiny model: checks the command works (shares mean nothing)")
+    args = ap.parse_args(argv)
 
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     spec = {"data": str(Path(args.data).resolve()), "device": args.device, "threads": args.threads, "seed": 0,
-            "model": COURSE_SIZE, "dropout": args.dropout, "phase": args.phase, "loop": args.loop,
-            "course_workers": 0}
+            "model": QUICK_SIZE if args.quick else COURSE_SIZE, "dropout": args.dropout, "phase": args.phase, "loop": args.loop,
+            "course_workers": 0, "precision": args.precision, "compile": args.compile}
     device, dataset, model, batch_size, run = training_setup(spec)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     prof = profile(activities=activities)
@@ -118,6 +122,7 @@ def main() -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
     if args.trace:
         prof.export_chrome_trace(args.trace)
+    return {label: us / wall_us for label, us in totals.items()}
 
 
 if __name__ == "__main__":

@@ -157,3 +157,16 @@ def test_trainer_options_reports_each_option_set_against_the_first(corpus_files,
     assert [r.split(":")[0].strip() for r in rows] == ["fp32", "bf16"] and "1.00x" in rows[0]
     with pytest.raises(SystemExit):
         trainer_options.main(["--data", data, "--options", "fp16"])
+
+
+@pytest.mark.parametrize("loop, precision", [("factlab", "bf16"), ("course", "fp32")])
+def test_profile_splits_the_profiled_steps_into_categories(corpus_files, capsys, loop, precision):
+    import profile_steps
+
+    shares = profile_steps.main(["--data", str(corpus_files["wiki"].parent), "--loop", loop, "--phase", "pretrain",
+                                 "--steps", "2", "--warmup-steps", "1", "--threads", "1", "--precision", precision,
+                                 "--quick"])
+    # The shares, "outside operators" included, cover the steps' time, and most of it has a named category.
+    assert shares["linear layers: matmul (mm, addmm)"] > 0 and shares.get("other operators", 0.0) < 0.2
+    assert sum(shares.values()) >= 0.99
+    assert f"{loop} loop, pretrain: 2 steps of batch 128" in capsys.readouterr().out
