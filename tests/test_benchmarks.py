@@ -170,3 +170,18 @@ def test_profile_splits_the_profiled_steps_into_categories(corpus_files, capsys,
     assert shares["linear layers: matmul (mm, addmm)"] > 0 and shares.get("other operators", 0.0) < 0.2
     assert sum(shares.values()) >= 0.99
     assert f"{loop} loop, pretrain: 2 steps of batch 128" in capsys.readouterr().out
+
+
+def test_ab_steps_times_a_change_against_the_model_as_it_is(corpus_files, capsys):
+    import ab_steps
+
+    data = str(corpus_files["wiki"].parent)
+    fused = ab_steps.main(["--data", data, "--change", "fused-qkv", "--steps", "4", "--quick"])
+    assert fused["steps"] == 2 and fused["A_us_per_token"] > 0 and fused["B_us_per_token"] > 0
+    # Fusing the projections changes rounding only: both copies follow the same trajectory.
+    assert fused["first_losses"]["B"] == pytest.approx(fused["first_losses"]["A"], rel=1e-4)
+    assert "fused-qkv, fp32" in capsys.readouterr().out
+    no_dropout = ab_steps.main(["--data", data, "--change", "no-dropout", "--steps", "3", "--quick"])
+    assert no_dropout["first_losses"]["B"][0] != no_dropout["first_losses"]["A"][0]  # a different model
+    with pytest.raises(SystemExit):
+        ab_steps.main(["--data", data, "--change", "fused-qkv", "--steps", "2"])
