@@ -7,12 +7,17 @@ change), trained step by step on the same pretraining batches, interleaved, in o
 Each step is timed from the forward pass to the optimizer step (forward, loss, backward, clipping, AdamW); the
 order of A and B alternates from step to step, so drifts of the machine's speed hit both alike. It prints the
 median microseconds per non-PAD target of each and B's speed-up over A, and the losses of the first steps (equal
-when the change keeps the numerics, as fused-qkv does to rounding). The changes:
+when the change keeps the numerics, as fused-qkv does to rounding). Both train with AdamW at the course's
+pretraining rate, 6e-3, without warm-up: a harness for timing, not a training run (a compiled model draws other
+dropout masks, and its losses part from A's after the first step). The changes:
 
 - fused-qkv: one 256 x 768 matmul for the query, key and value projections instead of three;
 - no-dropout / no-attn-dropout / attn-dropout-only: what the course's dropout 0.1 costs, all of it, the
   attention weights' part (SDPA falls back to its unfused path with dropout), or everything but that part.
   These change the model (the course trains with dropout 0.1): they measure a cost, they are not speed-ups.
+- compile-static: B is `torch.compile(model, dynamic=False)` fed batches padded to a multiple of 32 positions
+  (at most 4 shapes, each compiled before the timing starts), against the trainer's `dynamic=True` graphs,
+  which `--compile` uses because batch lengths vary. B's time is still divided by the same non-PAD targets.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from factlab.experiment import pretraining_dataset  # noqa: E402
 from factlab.model import GPT, CausalAttention, GPTConfig, split_heads  # noqa: E402
 from factlab.vocab import PAD_ID  # noqa: E402
 
-CHANGES = ("fused-qkv", "no-dropout", "no-attn-dropout", "attn-dropout-only")
+CHANGES = ("fused-qkv", "no-dropout", "no-attn-dropout", "attn-dropout-only", "compile-static")
+STATIC_MULTIPLE = 32  # compile-static: batches padded to a multiple of this length, so a few graphs serve all
 
 
 class FusedQKV(CausalAttention):
@@ -86,6 +92,23 @@ def main(argv=None) -> dict:
     models["B"] = changed(models["A"], args.change)
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=6e-3) for k, m in models.items()}
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    forward = dict(models)
+    pad = {"A": lambda x, y: (x, y), "B": lambda x, y: (x, y)}
+    if args.change == "compile-static":
+        forward["B"] = torch.compile(models["B"], dynamic=False)
+
+        def pad_b(x, y):
+            extra = min(models["B"].config.block_size - 1, -(-x.size(1) // STATIC_MULTIPLE) * STATIC_MULTIPLE) \
+                - x.size(1)
+            return F.pad(x, (0, extra), value=PAD_ID), F.pad(y, (0, extra), value=PAD_ID)
+
+        pad["B"] = pad_b
+        shapes = {pad_b(x, y)[0].shape: pad_b(x, y) for x, y in batches}
+        for x, y in shapes.values():  # compile every shape before the timing starts
+            with autocast:
+                _, loss = forward["B"](x, y)
+            loss.backward()
+        models["B"].zero_grad(set_to_none=True)  # the weights are untouched: no optimizer step
     per_token = {"A": [], "B": []}
     losses = {"A": [], "B": []}
     for i, (x, y) in enumerate(batches):
@@ -94,7 +117,7 @@ def main(argv=None) -> dict:
             torch.manual_seed(i)  # the same dropout draws for both when their dropout is the same
             start = time.perf_counter()
             with autocast:
-                _, loss = model(x, y)
+                _, loss = forward[name](*pad[name](x, y))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

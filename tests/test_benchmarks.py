@@ -183,5 +183,10 @@ def test_ab_steps_times_a_change_against_the_model_as_it_is(corpus_files, capsys
     assert "fused-qkv, fp32" in capsys.readouterr().out
     no_dropout = ab_steps.main(["--data", data, "--change", "no-dropout", "--steps", "3", "--quick"])
     assert no_dropout["first_losses"]["B"][0] != no_dropout["first_losses"]["A"][0]  # a different model
+    # Compiled with static shapes: batches padded to a multiple of 32, each shape compiled before the timing.
+    static = ab_steps.main(["--data", data, "--change", "compile-static", "--steps", "2", "--skip-steps", "1",
+                            "--quick"])
+    assert static["steps"] == 1 and static["B_us_per_token"] > 0
+    assert static["first_losses"]["B"][0] == pytest.approx(static["first_losses"]["A"][0], rel=1e-2)
     with pytest.raises(SystemExit):
         ab_steps.main(["--data", data, "--change", "fused-qkv", "--steps", "2"])

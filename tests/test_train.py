@@ -194,3 +194,19 @@ def test_bf16_precision_on_cpu_autocasts_the_forward_and_still_learns(finetune_d
 def test_unknown_precision_is_one_clear_error(finetune_ds, vocab):
     with pytest.raises(FactlabError, match="precision 'fp8': unknown"):
         quick_train(make_model(tiny_config(len(vocab))), finetune_ds, epochs=1, precision="fp8")
+
+
+def test_compiled_training_follows_the_eager_one(finetune_ds, vocab):
+    """--compile trains the same model through torch.compile (one dynamic-length graph): without dropout it ends
+    where eager training ends, up to the compiler's rounding, and leaves the model itself uncompiled."""
+    def run(compile_):
+        model = make_model(tiny_config(len(vocab)), seed=0)
+        result = quick_train(model, finetune_ds, epochs=2, batch_size=16, compile=compile_)
+        return model, result
+
+    (eager, eager_result), (compiled, compiled_result) = run(False), run(True)
+    assert compiled_result.steps == eager_result.steps == 2 * 3
+    assert compiled_result.final_loss == pytest.approx(eager_result.final_loss, rel=1e-3)
+    assert type(compiled) is type(eager) and compiled.state_dict().keys() == eager.state_dict().keys()
+    for name, tensor in eager.state_dict().items():
+        torch.testing.assert_close(compiled.state_dict()[name], tensor, atol=1e-4, rtol=1e-3, msg=name)
