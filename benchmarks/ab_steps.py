@@ -82,6 +82,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.steps <= args.skip_steps:
         ap.error("--steps must exceed --skip-steps")
+    if not (Path(args.data) / "wiki.txt").is_file():
+        ap.error(f"{Path(args.data) / 'wiki.txt'}: not found")
 
     dataset = pretraining_dataset(Path(args.data) / "wiki.txt", 128)
     batches = length_grouped_batches(dataset, 128, random.Random(0))

@@ -70,6 +70,10 @@ def main(argv=None) -> dict[str, float]:
     ap.add_argument("--trace", help="also write a Chrome trace (chrome://tracing, ui.perfetto.dev)")
     ap.add_argument("--quick", action="store_true", help="a tiny model: checks the command works (shares mean nothing)")
     args = ap.parse_args(argv)
+    needed = ["wiki.txt"] + (["birth_places_train.tsv"] if args.phase == "finetune" else [])
+    missing = [name for name in needed if not (Path(args.data) / name).is_file()]
+    if missing:
+        ap.error(f"{args.data}: missing {', '.join(missing)}")
 
     import torch
     from torch.profiler import ProfilerActivity, profile

@@ -172,6 +172,18 @@ def test_profile_splits_the_profiled_steps_into_categories(corpus_files, capsys,
     assert f"{loop} loop, pretrain: 2 steps of batch 128" in capsys.readouterr().out
 
 
+def test_benchmark_scripts_name_a_missing_data_file_in_one_line(tmp_path, capsys):
+    import ab_steps
+    import profile_steps
+
+    with pytest.raises(SystemExit):
+        profile_steps.main(["--data", str(tmp_path), "--loop", "factlab", "--phase", "finetune"])
+    assert f"{tmp_path}: missing wiki.txt, birth_places_train.tsv" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ab_steps.main(["--data", str(tmp_path), "--change", "fused-qkv"])
+    assert f"{tmp_path / 'wiki.txt'}: not found" in capsys.readouterr().err
+
+
 def test_ab_steps_times_a_change_against_the_model_as_it_is(corpus_files, capsys):
     import ab_steps
 
