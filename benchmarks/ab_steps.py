@@ -71,6 +71,24 @@ def changed(model: GPT, change: str) -> GPT:
     return b
 
 
+def compiled_static(model: GPT, batches, autocast):
+    """`model` compiled with static shapes, as a function of (x, y) that pads both to a multiple of
+    STATIC_MULTIPLE positions (PAD inputs at the end change nothing before them, PAD targets carry no loss);
+    every padded shape of `batches` is compiled here, so that the timed steps run compiled graphs only."""
+    compiled = torch.compile(model, dynamic=False)
+
+    def padded(x, y):
+        length = min(model.config.block_size - 1, -(-x.size(1) // STATIC_MULTIPLE) * STATIC_MULTIPLE)
+        return F.pad(x, (0, length - x.size(1)), value=PAD_ID), F.pad(y, (0, length - y.size(1)), value=PAD_ID)
+
+    for x, y in {padded(x, y)[0].shape: padded(x, y) for x, y in batches}.values():
+        with autocast:
+            _, loss = compiled(x, y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)  # the weights are untouched: no optimizer step
+    return lambda x, y: compiled(*padded(x, y))
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="folder with wiki.txt")
@@ -94,23 +112,9 @@ def main(argv=None) -> dict:
     models["B"] = changed(models["A"], args.change)
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=6e-3) for k, m in models.items()}
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
-    forward = dict(models)
-    pad = {"A": lambda x, y: (x, y), "B": lambda x, y: (x, y)}
+    forward = dict(models)  # what each step calls with (x, y)
     if args.change == "compile-static":
-        forward["B"] = torch.compile(models["B"], dynamic=False)
-
-        def pad_b(x, y):
-            extra = min(models["B"].config.block_size - 1, -(-x.size(1) // STATIC_MULTIPLE) * STATIC_MULTIPLE) \
-                - x.size(1)
-            return F.pad(x, (0, extra), value=PAD_ID), F.pad(y, (0, extra), value=PAD_ID)
-
-        pad["B"] = pad_b
-        shapes = {pad_b(x, y)[0].shape: pad_b(x, y) for x, y in batches}
-        for x, y in shapes.values():  # compile every shape before the timing starts
-            with autocast:
-                _, loss = forward["B"](x, y)
-            loss.backward()
-        models["B"].zero_grad(set_to_none=True)  # the weights are untouched: no optimizer step
+        forward["B"] = compiled_static(models["B"], batches, autocast)
     per_token = {"A": [], "B": []}
     losses = {"A": [], "B": []}
     for i, (x, y) in enumerate(batches):
@@ -119,7 +123,7 @@ def main(argv=None) -> dict:
             torch.manual_seed(i)  # the same dropout draws for both when their dropout is the same
             start = time.perf_counter()
             with autocast:
-                _, loss = forward[name](*pad[name](x, y))
+                _, loss = forward[name](x, y)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
