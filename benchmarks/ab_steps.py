@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import COURSE_SIZE, DROPOUT, QUICK_SIZE  # noqa: E402
+from run import COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE  # noqa: E402
 
 from factlab.data import length_grouped_batches  # noqa: E402
 from factlab.experiment import pretraining_dataset  # noqa: E402
@@ -100,10 +100,11 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.steps <= args.skip_steps:
         ap.error("--steps must exceed --skip-steps")
-    if not (Path(args.data) / "wiki.txt").is_file():
-        ap.error(f"{Path(args.data) / 'wiki.txt'}: not found")
+    wiki = Path(args.data) / DATA_FILES["wiki"]
+    if not wiki.is_file():
+        ap.error(f"{wiki}: not found")
 
-    dataset = pretraining_dataset(Path(args.data) / "wiki.txt", 128)
+    dataset = pretraining_dataset(wiki, 128)
     batches = length_grouped_batches(dataset, 128, random.Random(0))
     batches = (batches * -(-args.steps // len(batches)))[: args.steps]
     torch.manual_seed(0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import COURSE_SIZE, DROPOUT, QUICK_SIZE, BudgetSpent, training_setup  # noqa: E402
+from run import COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE, BudgetSpent, training_setup  # noqa: E402
 
 # operator name -> category; the first matching rule wins (names are matched by prefix after "aten::")
 OPTIMIZER = "optimizer step and gradient clipping"
@@ -70,7 +70,7 @@ def main(argv=None) -> dict[str, float]:
     ap.add_argument("--trace", help="also write a Chrome trace (chrome://tracing, ui.perfetto.dev)")
     ap.add_argument("--quick", action="store_true", help="a tiny model: checks the command works (shares mean nothing)")
     args = ap.parse_args(argv)
-    needed = ["wiki.txt"] + (["birth_places_train.tsv"] if args.phase == "finetune" else [])
+    needed = [DATA_FILES["wiki"]] + ([DATA_FILES["train"]] if args.phase == "finetune" else [])
     missing = [name for name in needed if not (Path(args.data) / name).is_file()]
     if missing:
         ap.error(f"{args.data}: missing {', '.join(missing)}")
@@ -79,8 +79,8 @@ def main(argv=None) -> dict[str, float]:
     from torch.profiler import ProfilerActivity, profile
 
     spec = {"data": str(Path(args.data).resolve()), "device": args.device, "threads": args.threads, "seed": 0,
-            "model": QUICK_SIZE if args.quick else COURSE_SIZE, "dropout": args.dropout, "phase": args.phase, "loop": args.loop,
-            "course_workers": 0, "precision": args.precision, "compile": args.compile}
+            "model": QUICK_SIZE if args.quick else COURSE_SIZE, "dropout": args.dropout, "phase": args.phase,
+            "loop": args.loop, "course_workers": 0, "precision": args.precision, "compile": args.compile}
     device, dataset, model, batch_size, run = training_setup(spec)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     prof = profile(activities=activities)
