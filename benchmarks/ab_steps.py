@@ -41,6 +41,7 @@ from run import COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE  # noqa: E402
 from factlab.data import length_grouped_batches  # noqa: E402
 from factlab.experiment import pretraining_dataset  # noqa: E402
 from factlab.model import GPT, CausalAttention, GPTConfig, split_heads  # noqa: E402
+from factlab.train import TrainConfig  # noqa: E402
 from factlab.vocab import PAD_ID  # noqa: E402
 
 CHANGES = ("fused-qkv", "no-dropout", "no-attn-dropout", "attn-dropout-only", "compile-static")
@@ -60,15 +61,16 @@ class FusedQKV(CausalAttention):
 
 
 def changed(model: GPT, change: str) -> GPT:
-    b = copy.deepcopy(model)
-    for m in b.modules():
+    """A copy of `model` with the change (compile-static changes how it is called, not the copy)."""
+    copied = copy.deepcopy(model)
+    for m in copied.modules():
         if change == "fused-qkv" and type(m) is CausalAttention:
             m.__class__ = FusedQKV
         if change in ("no-dropout", "no-attn-dropout") and isinstance(m, CausalAttention):
             m.dropout = 0.0
         if change in ("no-dropout", "attn-dropout-only") and isinstance(m, nn.Dropout):
             m.p = 0.0
-    return b
+    return copied
 
 
 def compiled_static(model: GPT, batches, autocast):
@@ -111,7 +113,8 @@ def main(argv=None) -> dict:
     size = QUICK_SIZE if args.quick else COURSE_SIZE
     models = {"A": GPT(GPTConfig(vocab_size=dataset.vocab_size, dropout=DROPOUT, **size))}
     models["B"] = changed(models["A"], args.change)
-    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=6e-3) for k, m in models.items()}
+    course = TrainConfig.course_pretrain(len(dataset), 128)  # its learning rate and clipping, not its schedule
+    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=course.learning_rate) for k, m in models.items()}
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
     forward = dict(models)  # what each step calls with (x, y)
     if args.change == "compile-static":
@@ -126,7 +129,7 @@ def main(argv=None) -> dict:
             with autocast:
                 _, loss = forward[name](x, y)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), course.grad_norm_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             seconds = time.perf_counter() - start
