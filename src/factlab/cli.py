@@ -246,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         args.words += extra
     try:
         status = run(args)
+        if torch.distributed.is_initialized():
+            # Rank 0 may still be saving; no rank tears the group down while another is still working (a rank
+            # that exited first once aborted in gloo's teardown: "terminate called without an active exception").
+            torch.distributed.barrier()
     except FactlabError as err:
         print(f"factlab: error: {err}", file=sys.stderr)
         return 2
