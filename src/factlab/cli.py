@@ -237,13 +237,18 @@ def run(args) -> int | None:
           f"wrote {args.writing_params_path}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_command_line(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # ask's question may follow the options, and unquoted
         if args.verb != "ask" or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.words += extra
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_command_line(argv)
     try:
         status = run(args)
         if torch.distributed.is_initialized():
