@@ -48,21 +48,22 @@ def factlab_arguments(words: list[str]) -> list[str] | None:
     return None
 
 
-def documented(kind: str) -> list[tuple[str, list[str]]]:
-    found = []
+def documented_commands() -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:
+    """(document, factlab's arguments) and (document, benchmark script and its arguments) for every command shown."""
+    factlab, benchmarks = [], []
     for doc in DOCS:
+        name = str(doc.relative_to(ROOT))
         for words in shell_commands(doc):
             args = factlab_arguments(words)
-            if kind == "factlab" and args is not None:
-                found.append((str(doc.relative_to(ROOT)), args))
-            script = [w for w in words if w.startswith("benchmarks/") and w.endswith(".py")]
-            if kind == "benchmarks" and args is None and script:
-                found.append((str(doc.relative_to(ROOT)), words[words.index(script[0]):]))
-    return found
+            scripts = [w for w in words if w.startswith("benchmarks/") and w.endswith(".py")]
+            if args is not None:
+                factlab.append((name, args))
+            elif scripts:
+                benchmarks.append((name, words[words.index(scripts[0]):]))
+    return factlab, benchmarks
 
 
-FACTLAB = documented("factlab")
-BENCHMARKS = documented("benchmarks")
+FACTLAB, BENCHMARKS = documented_commands()
 
 
 def test_the_readmes_show_commands_of_every_kind():
