@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE, BudgetSpent, training_setup  # noqa: E402
+from run import (COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE, BudgetSpent, require_data_files,  # noqa: E402
+                 training_setup)
 
 # operator name -> category; the first matching rule wins (names are matched by prefix after "aten::")
 OPTIMIZER = "optimizer step and gradient clipping"
@@ -71,9 +72,7 @@ def main(argv=None) -> dict[str, float]:
     ap.add_argument("--quick", action="store_true", help="a tiny model: checks the command works (shares mean nothing)")
     args = ap.parse_args(argv)
     needed = [DATA_FILES["wiki"]] + ([DATA_FILES["train"]] if args.phase == "finetune" else [])
-    missing = [name for name in needed if not (Path(args.data) / name).is_file()]
-    if missing:
-        ap.error(f"{args.data}: missing {', '.join(missing)}")
+    require_data_files(ap, args.data, needed)
 
     import torch
     from torch.profiler import ProfilerActivity, profile

@@ -50,6 +50,13 @@ DATA_FILES = {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "bir
 COURSE_SIZE = {"n_layer": 4, "n_head": 8, "n_embd": 256, "block_size": 128}
 QUICK_SIZE = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 128}
 DROPOUT = 0.1  # the course's embd, resid and attn dropout
+
+
+def require_data_files(ap: argparse.ArgumentParser, data, names) -> None:
+    """Stop with one line naming the data files (of DATA_FILES) that `data` lacks."""
+    missing = [name for name in names if not (Path(data) / name).is_file()]
+    if missing:
+        ap.error(f"{data}: missing {', '.join(missing)}")
 PHASES = ("pretrain", "finetune")
 LOOPS = {"factlab": "factlab trainer", "course": "course loop"}
 
@@ -452,9 +459,7 @@ def main(argv=None) -> int:
     if args.data is None:
         ap.error("--data is required (the folder with wiki.txt, birth_places_train.tsv, birth_dev.tsv)")
     data = Path(args.data).resolve()
-    missing = [name for name in DATA_FILES.values() if not (data / name).is_file()]
-    if missing:
-        ap.error(f"{data}: missing {', '.join(missing)}")
+    require_data_files(ap, data, DATA_FILES.values())
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(only) - {*PHASES, "decode"}
     if unknown or not only:
