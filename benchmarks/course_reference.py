@@ -257,6 +257,15 @@ class TrainerConfig:
                       "final_tokens": 200 * n_documents * block_size, **overrides})
 
 
+def lr_mult(config, tokens) -> float:
+    """trainer.py's learning-rate multiplier after `tokens` (the Trainer's inline code, as a function): linear
+    warm-up, then a cosine without a clamp on progress, floored at 0.1."""
+    if tokens < config.warmup_tokens:
+        return float(tokens) / float(max(1, config.warmup_tokens))
+    progress = float(tokens - config.warmup_tokens) / float(max(1, config.final_tokens - config.warmup_tokens))
+    return max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 class Trainer:
     """trainer.py's Trainer: a DataLoader over the dataset's padded __getitem__ (no shuffling, as in the course),
     AdamW with the course's name-filtered groups, gradient clipping, and the token-counting lr schedule."""
@@ -297,13 +306,7 @@ class Trainer:
                 optimizer.step()
                 if config.lr_decay:
                     self.tokens += (y >= 0).sum()  # every position, PAD included, as in the course
-                    if self.tokens < config.warmup_tokens:
-                        lr_mult = float(self.tokens) / float(max(1, config.warmup_tokens))
-                    else:
-                        progress = float(self.tokens - config.warmup_tokens) / float(
-                            max(1, config.final_tokens - config.warmup_tokens))
-                        lr_mult = max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress)))
-                    lr = config.learning_rate * lr_mult
+                    lr = config.learning_rate * lr_mult(config, self.tokens)
                     for param_group in optimizer.param_groups:
                         param_group["lr"] = lr
                 else:

@@ -542,7 +542,7 @@ def main(argv=None) -> int:
     if hasattr(os, "getloadavg"):
         report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
-    from factlab.checkpoint import write_text_atomic
+    from factlab.io import write_text_atomic
 
     write_text_atomic(args.json, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(table(report))

@@ -131,7 +131,8 @@ def test_missing_file_and_foreign_safetensors(tmp_path, vocab):
 
 
 def test_save_is_atomic(saved, vocab, monkeypatch):
-    """A failure while writing leaves the existing checkpoint byte-identical and no temporary file behind."""
+    """A failure while writing is one line naming the file, and leaves the existing checkpoint byte-identical and
+    no temporary file behind."""
     path, _ = saved
     before = path.read_bytes()
     other = make_model(tiny_config(len(vocab)), seed=9)
@@ -142,7 +143,7 @@ def test_save_is_atomic(saved, vocab, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint, "save_file", broken_save_file)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(FactlabError, match=f"{path.name}: cannot write \\(disk full\\)"):
         checkpoint.save(path, other, vocab)
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]

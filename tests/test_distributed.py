@@ -21,7 +21,10 @@ from factlab.vocab import PAD_ID
 
 TINY_CLI = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--block_size", "64", "--dropout", "0",
             "--batch_size", "15", "--learning_rate", "3e-3", "--warmup_tokens", "1000", "--seed", "0",
-            "--device", "cpu"]
+            "--device", "cpu", "--lr_schedule", "floor"]
+# factlab's warm-up from the first step: the course's first step runs at the full rate, where Adam's first update
+# (lr times the sign of each gradient) turns the all-reduce's last-bit rounding of near-zero pos_emb gradients
+# into differences of the learning rate's size.
 
 
 @settings(max_examples=50, deadline=None)
@@ -73,7 +76,8 @@ def test_two_gloo_processes_match_one(tmp_path, corpus_files, verb):
 
 def report_agreed_clock(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    loss, elapsed = global_loss_and_time(torch.tensor(float(rank + 1)), 10.0 * (rank + 1), Ranks(rank, 2), "cpu")
+    loss, elapsed, _ = global_loss_and_time(torch.tensor(float(rank + 1)), 10.0 * (rank + 1), False, Ranks(rank, 2),
+                                            "cpu")
     Path(out_dir, f"{rank}.json").write_text(json.dumps([loss, elapsed]))
     dist.destroy_process_group()
 

@@ -226,4 +226,5 @@ def test_cli_bad_parameters_give_one_line(tmp_path, capsys):
     assert code == 2 and err.startswith("factlab: error: --n_embd must be divisible") and err.count("\n") == 1
     (tmp_path / "taken").write_text("a file where the output folder should go")
     code, _, err = run(capsys, "average", "--out_dir", tmp_path / "taken")
-    assert code == 2 and err.startswith("factlab: error: ") and "cannot write the results" in err, err
+    assert code == 2 and err.startswith("factlab: error: ") and "cannot create its folder" in err, err
+    assert str(tmp_path / "taken") in err and err.count("\n") == 1

@@ -18,7 +18,9 @@ PROPERTY = settings(max_examples=50, deadline=None)
 
 
 def schedule(warmup=1000, final=10_000, lr=6e-3) -> TrainConfig:
-    return TrainConfig(max_epochs=1, batch_size=1, learning_rate=lr, final_tokens=final, warmup_tokens=warmup)
+    """factlab's own schedule ("floor"); the course's is tested in test_course_trainer.py."""
+    return TrainConfig(max_epochs=1, batch_size=1, learning_rate=lr, final_tokens=final, warmup_tokens=warmup,
+                       lr_schedule="floor")
 
 
 def test_schedule_landmarks():
@@ -72,7 +74,7 @@ def test_time_limited_run_ends_on_the_decayed_rate(tmp_path, finetune_ds, vocab)
     """A run that the time limit stops long before final_tokens still decays its rate to near the floor."""
     model = make_model(tiny_config(len(vocab)))
     config = TrainConfig(max_epochs=10**6, batch_size=8, learning_rate=1e-3, final_tokens=10**12,
-                         warmup_tokens=0, max_minutes=1.5 / 60)
+                         warmup_tokens=0, max_minutes=1.5 / 60, lr_schedule="floor")
     result = train(model, finetune_ds, config, metrics_path=tmp_path / "m.jsonl", progress=False)
     rates = [json.loads(line)["lr"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert result.stopped_early and len(rates) > 20
@@ -131,7 +133,7 @@ def test_metrics_jsonl(tmp_path, finetune_ds, vocab):
     sum of the example lengths); lr follows the schedule."""
     model = make_model(tiny_config(len(vocab)))
     config = TrainConfig(max_epochs=2, batch_size=16, learning_rate=1e-3, final_tokens=10**6,
-                         warmup_tokens=5 * 16 * 63)
+                         warmup_tokens=5 * 16 * 63, lr_schedule="floor")
     metrics_path = tmp_path / "run.metrics.jsonl"
     result = train(model, finetune_ds, config, metrics_path=metrics_path, progress=False)
     lines = [json.loads(line) for line in metrics_path.read_text().splitlines()]

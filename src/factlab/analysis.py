@@ -94,7 +94,7 @@ from pathlib import Path
 import numpy as np
 
 from . import FactlabError, experiment
-from .checkpoint import write_text_atomic
+from .io import write_text_atomic
 from .data import CorpusIndex, Question, question_name, read_text
 from .decode import MAX_ANSWER_CHARS, Scored, answer_prompt, answer_questions, next_token_probs, recite_then_answer
 from .vocab import MASK_CHAR, MASK_ID, PAD_CHAR

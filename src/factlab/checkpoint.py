@@ -5,9 +5,6 @@ the config travels with the weights), written atomically, validated on load; cou
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -16,32 +13,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from . import FactlabError
+from .io import atomic_path
 from .model import GPT, GPTConfig
-from .vocab import Vocab
+from .vocab import MASK_CHAR, PAD_CHAR, Vocab
 
 FORMAT = "factlab-1"
 SAFETENSORS_MAGIC_OFFSET = 8  # a safetensors file starts with an 8-byte header length, then '{'
-
-
-@contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed,
-    so an existing output is never left half-written or destroyed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def save(path: str | Path, model: GPT, vocab: Vocab, info: dict | None = None) -> None:
@@ -72,9 +49,43 @@ def read_config(path: str | Path) -> tuple[GPTConfig, Vocab, dict] | None:
         raise FactlabError(f"{path}: not a readable safetensors checkpoint ({err})") from None
     if meta.get("format") != FORMAT:
         raise FactlabError(f"{path}: safetensors file without factlab metadata (format {meta.get('format')!r})")
+    return parse_metadata(path, meta)
+
+
+def parse_metadata(path: Path, meta: dict) -> tuple[GPTConfig, Vocab, dict]:
+    """The config, vocabulary and info of a checkpoint's metadata, each checked: one line per problem."""
+    def field_json(name: str, required: bool = True):
+        if name not in meta:
+            if required:
+                raise FactlabError(f"{path}: checkpoint metadata has no {name!r} entry")
+            return {}
+        try:
+            return json.loads(meta[name])
+        except json.JSONDecodeError as err:
+            raise FactlabError(f"{path}: checkpoint metadata {name!r} is not JSON ({err.msg} at {err.pos})") from None
+
+    raw, itos, info = field_json("config"), field_json("vocab"), field_json("info", required=False)
+    if not isinstance(raw, dict):
+        raise FactlabError(f"{path}: checkpoint metadata 'config' is not a JSON object")
     known = {f.name for f in fields(GPTConfig)}
-    config = GPTConfig(**{k: v for k, v in json.loads(meta["config"]).items() if k in known})
-    return config, Vocab.from_json(meta["vocab"]), json.loads(meta.get("info", "{}"))
+    try:
+        config = GPTConfig(**{k: v for k, v in raw.items() if k in known})
+    except (TypeError, ValueError) as err:
+        raise FactlabError(f"{path}: checkpoint config is invalid ({err})") from None
+    if not isinstance(itos, list) or not all(isinstance(c, str) and len(c) == 1 for c in itos):
+        raise FactlabError(f"{path}: checkpoint vocabulary is not a list of single characters")
+    if itos[:2] != [PAD_CHAR, MASK_CHAR]:
+        raise FactlabError(f"{path}: checkpoint vocabulary does not start with PAD {PAD_CHAR!r} and MASK "
+                           f"{MASK_CHAR!r} at ids 0 and 1")
+    if len(set(itos)) != len(itos):
+        repeated = sorted({c for c in itos if itos.count(c) > 1})
+        raise FactlabError(f"{path}: checkpoint vocabulary repeats {''.join(repeated)!r}")
+    if len(itos) != config.vocab_size:
+        raise FactlabError(f"{path}: checkpoint vocabulary has {len(itos)} characters, its config says "
+                           f"vocab_size {config.vocab_size}")
+    if not isinstance(info, dict):
+        raise FactlabError(f"{path}: checkpoint metadata 'info' is not a JSON object")
+    return config, Vocab(tuple(itos)), info
 
 
 def is_safetensors(path: Path) -> bool:

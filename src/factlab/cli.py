@@ -15,7 +15,7 @@ from .evaluate import report
 from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
 from .reproduce import RECIPES, DataFiles, reproduce
-from .train import PRECISIONS, ranks
+from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, ranks
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -37,9 +37,19 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--finetune_lr", type=float, help="course alias of --learning_rate for finetune")
     g.add_argument("--warmup_tokens", type=int)
     g.add_argument("--final_tokens", type=int)
-    g.add_argument("--weight_decay", type=float, help="AdamW's decoupled decay of the matmul weights (course: 0.1)")
+    g.add_argument("--weight_decay", type=float, help="AdamW's decoupled weight decay (course: 0.1)")
+    g.add_argument("--weight_decay_groups", choices=DECAY_GROUPS, help="which parameters decay: course (default: "
+                   "every parameter but the biases, as the course's Trainer) or matmul (matmul weights only)")
+    g.add_argument("--lr_schedule", choices=LR_SCHEDULES, help="course (default: the Trainer's warm-up and cosine, "
+                   "unclamped, so it rises again after final_tokens) or floor (held at 10%% after final_tokens, "
+                   "following the clock under --max_minutes)")
+    g.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (a run records its steps)")
     g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save; the "
                    "cosine follows the clock if that is further along than the tokens, so it ends decayed")
+    g.add_argument("--resume", action="store_true", help="continue the run from its training state "
+                   "WRITING_PARAMS_PATH.state (saved every --save_every_minutes and when the run stops)")
+    g.add_argument("--save_every_minutes", type=float, default=10.0, metavar="M",
+                   help="save the training state every M minutes (default 10; fractions allowed)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
     g.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or fp32 (default auto: bf16 on a GPU, "
                    "fp32 on a CPU; bf16 is faster on CPUs with avx512_bf16 or AMX, far slower on others)")
@@ -149,7 +159,7 @@ def reproduce_doc() -> str:
 
 def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
     names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "weight_decay", "max_minutes",
-             "precision", "answer_format")
+             "precision", "answer_format", "lr_schedule", "weight_decay_groups", "max_steps")
     overrides = dict(recipe_defaults or {})
     overrides.update({n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
     if args.compile:
@@ -171,17 +181,21 @@ def recipe_training(args, stage: str) -> dict:
     return getattr(RECIPES[args.recipe], stage) if getattr(args, "recipe", None) else {}
 
 
+def run_control(args) -> experiment.RunControl:
+    return experiment.RunControl(resume=args.resume, save_every_minutes=args.save_every_minutes)
+
+
 def run(args) -> int | None:
     started = time.perf_counter()
     if args.verb == "pretrain":
         result = experiment.pretrain(args.variant, args.pretrain_corpus_path, args.writing_params_path,
                                      model_options(args), seed=args.seed, device=args.device,
-                                     **training_overrides(args, "pretrain_lr", recipe_training(args, "pretrain")))
+                                     control=run_control(args), **training_overrides(args, "pretrain_lr", recipe_training(args, "pretrain")))
     elif args.verb == "finetune":
         result = experiment.finetune(args.variant, args.pretrain_corpus_path, args.finetune_corpus_path,
                                      args.writing_params_path, model_options(args), args.reading_params_path,
                                      seed=args.seed, device=args.device, drop_non_ascii=args.drop_non_ascii,
-                                     **training_overrides(args, "finetune_lr", recipe_training(
+                                     control=run_control(args), **training_overrides(args, "finetune_lr", recipe_training(
                                          args, "finetune" if args.reading_params_path else "scratch")))
     elif args.verb == "evaluate":
         evaluation = experiment.evaluate(args.variant, args.pretrain_corpus_path, args.reading_params_path,
@@ -231,7 +245,8 @@ def run(args) -> int | None:
         return
     if not ranks().is_main:
         return
-    stop = " (stopped at --max_minutes)" if result.stopped_early else ""
+    stop = " (stopped at --max_minutes or --max_steps)" if result.stopped_early else ""
+    stop += f" (resumed from step {result.resumed_from_step})" if result.resumed_from_step is not None else ""
     print(f"{args.verb}: {result.steps} steps, {result.epochs_done} epochs, final loss {result.final_loss:.4f}, "
           f"{result.tokens / max(result.seconds, 1e-9):,.0f} tokens/s, {time.perf_counter() - started:.1f} s{stop}; "
           f"wrote {args.writing_params_path}")
@@ -256,11 +271,18 @@ def main(argv: list[str] | None = None) -> int:
             # a rank once aborted in teardown ("terminate called without an active exception"); the cause is
             # not proven, and the failure was not reproduced in 16 later runs.
             torch.distributed.barrier()
+    except experiment.RunInterrupted as stopped:
+        print(f"factlab: {stopped}", file=sys.stderr)
+        return stopped.exit_status
     except FactlabError as err:
         print(f"factlab: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a lost mount...: one line naming the path, never a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"factlab: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("factlab: interrupted; no output was written", file=sys.stderr)
+        print("factlab: interrupted before any output of this step was written", file=sys.stderr)
         return 130
     finally:
         if torch.distributed.is_initialized():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import experiment, synthetic
-from .reproduce import DataFiles, Recipe, reproduce
+from .reproduce import FACTLAB_TRAINER, DataFiles, Recipe, reproduce
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,11 @@ def demo_recipe(name: str, n_documents: int, model: experiment.ModelOptions, pre
                 scratch_epochs: int) -> Recipe:
     # The cosine spans the whole run (the course's final_tokens covers only 200 of its 650 epochs). Finetuning
     # without pretraining has more to learn, so it runs longer, as in the course (75 vs 10 epochs).
+    # factlab's schedule and decay groups, as when the demo's settings were chosen.
     final_tokens = pretrain["max_epochs"] * n_documents * (model.block_size - 1)
-    return Recipe(name, "factlab demo", model, {**pretrain, "final_tokens": final_tokens}, finetune,
-                  {**finetune, "max_epochs": scratch_epochs})
+    finetune = {**finetune, **FACTLAB_TRAINER}
+    return Recipe(name, "factlab demo", model, {**pretrain, "final_tokens": final_tokens, **FACTLAB_TRAINER},
+                  finetune, {**finetune, "max_epochs": scratch_epochs})
 
 
 # Chosen on the synthetic dev set of seed 0 (README, "what was tried"): 300 people need about 300 passes over

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import write_text_atomic
+from .io import write_text_atomic
 from .data import Question
 
 

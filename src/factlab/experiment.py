@@ -3,17 +3,21 @@ The CLI and the demo both call these; nothing here parses arguments or prints ta
 
 from __future__ import annotations
 
+import os
+import signal
+import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
-from . import FactlabError, checkpoint
+from . import FactlabError, checkpoint, state
 from .data import CharCorruptionDataset, NameDataset, RecitationDataset, parse_questions, read_text, recitation_prompt
 from .decode import Scored, answer_questions, prompt_ids, recite_then_answer
 from .evaluate import Abstention, Score, abstain, london_baseline, score, write_predictions
 from .model import GPT, GPTConfig
-from .train import TrainConfig, TrainResult, ranks, resolve_device, train
+from .io import make_parent
+from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
 
 # How a finetuned model answers "Where was NAME born?": "direct", the course's `question⁇answer⁇`; or "recite",
 # `NAME.` + the biography it recites + `⁇answer⁇` (data.RecitationDataset). The checkpoint records its own.
@@ -48,13 +52,42 @@ def pretraining_dataset(corpus_path, block_size: int) -> CharCorruptionDataset:
 
 
 def check_output_path(path) -> None:
-    """Fail before any work if an output cannot be written there (not after hours of training)."""
+    """Fail before any work if an output cannot be written there (not after hours of training): its folder is
+    created, and a file is made and removed in it."""
     path = Path(path)
     if path.is_dir():
         raise FactlabError(f"{path}: is a directory; give a file path to write")
     parent = path.parent if str(path.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise FactlabError(f"{path}: {parent} is not a directory")
+    make_parent(path)
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise FactlabError(f"{path}: cannot write in {parent} ({err.strerror})") from None
+
+
+class RunInterrupted(FactlabError):
+    """A signal stopped training; the checkpoint and the training state were saved. Not an error: the CLI prints
+    the message and exits 128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signal_name: str):
+        super().__init__(message)
+        self.exit_status = 128 + int(getattr(signal, signal_name, signal.SIGTERM))
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How a training run saves and resumes: not part of what it computes."""
+    resume: bool = False
+    save_every_minutes: float = 10.0
+
+    def __post_init__(self):
+        if not self.save_every_minutes > 0:
+            raise FactlabError(f"--save_every_minutes {self.save_every_minutes}: must be a positive number of "
+                               "minutes")
 
 
 def load_model(params_path, variant: str, corpus_path, options: ModelOptions) -> tuple[GPT, CharCorruptionDataset]:
@@ -66,7 +99,7 @@ def load_model(params_path, variant: str, corpus_path, options: ModelOptions) ->
 
 
 def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptions, seed: int = 0,
-             device: str = "auto", **train_overrides) -> TrainResult:
+             device: str = "auto", control: RunControl = RunControl(), **train_overrides) -> TrainResult:
     check_output_path(writing_params_path)
     config = options.config(variant, 0)
     corpus = pretraining_dataset(corpus_path, config.block_size)
@@ -74,12 +107,13 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
     torch.manual_seed(seed)
     model = GPT(config)
     tconf = TrainConfig.course_pretrain(len(corpus), config.block_size, seed=seed, device=device, **train_overrides)
-    return _train_and_save(model, corpus, corpus, tconf, writing_params_path, "pretrain")
+    data = {"corpus": state.fingerprint(corpus_path)}
+    return _train_and_save(model, corpus, corpus, tconf, writing_params_path, "pretrain", control, data)
 
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,
              reading_params_path=None, seed: int = 0, device: str = "auto", drop_non_ascii: bool = False,
-             answer_format: str = "direct", **train_overrides) -> TrainResult:
+             answer_format: str = "direct", control: RunControl = RunControl(), **train_overrides) -> TrainResult:
     check_output_path(writing_params_path)
     if answer_format not in ANSWER_FORMATS:
         raise FactlabError(f"--answer_format {answer_format}: unknown (known: {', '.join(ANSWER_FORMATS)})")
@@ -95,16 +129,32 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
                         drop_non_ascii=drop_non_ascii)
     tconf = TrainConfig.course_finetune(len(corpus), model.config.block_size, reading_params_path is not None,
                                         seed=seed, device=device, **train_overrides)
-    return _train_and_save(model, corpus, questions, tconf, writing_params_path, "finetune",
+    data = {"corpus": state.fingerprint(corpus_path), "questions": state.fingerprint(finetune_corpus_path),
+            "start": None if reading_params_path is None else state.fingerprint(reading_params_path),
+            "answer_format": answer_format, "drop_non_ascii": drop_non_ascii}
+    return _train_and_save(model, corpus, questions, tconf, writing_params_path, "finetune", control, data,
                            {"answer_format": answer_format})
 
 
 def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_path, stage: str,
-                    extra_info: dict | None = None) -> TrainResult:
-    result = train(model, dataset, tconf, metrics_path=f"{writing_params_path}.metrics.jsonl")
+                    control: RunControl, data: dict, extra_info: dict | None = None) -> TrainResult:
+    """Train, then write the checkpoint with its metrics; the training state is kept only while the run is
+    unfinished (a signal stopped it, or it failed), and removed once the final checkpoint is written."""
+    state_file = state.state_path(writing_params_path)
+    metrics_path = f"{writing_params_path}.metrics.jsonl"
+    identity = {"stage": stage, "model": model.config.to_dict(), "train": asdict(tconf), "data": data}
+    result = train(model, dataset, tconf, metrics_path=metrics_path,
+                   checkpointing=Checkpointing(state_file, control.save_every_minutes, control.resume, identity))
     if ranks().is_main:  # under torchrun every rank ends with the same weights; one writes them
         info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict(), **(extra_info or {})}
         checkpoint.save(writing_params_path, model, corpus.vocab, info)
+        state.publish_metrics(metrics_path)
+        if result.interrupted is None:
+            state.remove(state_file)
+    if result.interrupted is not None:
+        raise RunInterrupted(f"{stage} stopped by {result.interrupted} after step {result.steps} "
+                             f"({result.epochs_done} epochs): saved {writing_params_path} and its training state "
+                             f"{state_file}; run the same command with --resume to continue", result.interrupted)
     return result
 
 

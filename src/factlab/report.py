@@ -31,6 +31,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure  # the Agg canvas, without pyplot's global state
 
 from . import FactlabError, checkpoint
+from .io import write_text_atomic
 from .data import Question, parse_questions, read_text
 from .decode import answer_prompt, answer_questions, recite_then_answer
 from .experiment import ModelOptions, answer_format, check_output_path, load_model, prompt_for
@@ -523,5 +524,5 @@ def build_report(run_dir_paths, question: str | None = None) -> str:
 def write_report(run_dir_paths, output, question: str | None = None) -> Path:
     check_output_path(output)
     text = build_report(run_dir_paths, question)
-    checkpoint.write_text_atomic(output, text)
+    write_text_atomic(output, text)
     return Path(output)

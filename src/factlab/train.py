@@ -1,12 +1,21 @@
 """One trainer for pretraining and finetuning: they differ only in dataset and hyperparameters.
 
-As in the course: AdamW (betas 0.9/0.95, weight decay on matmul weights only), gradient clipping at 1.0, and a
-learning rate that warms up linearly over `warmup_tokens` and then decays along a cosine to 10% at `final_tokens`
-(it stays at 10% afterwards; the course's formula would rise again). The schedule's clock counts every example as
-block_size - 1 positions, exactly as the course's padded batches did, so the course's warmup and final token
-budgets keep their meaning even though factlab never computes on padding. Under `max_minutes` the cosine runs on
-whichever clock is further along, tokens or wall-clock time, so a run that the time limit ends still ends on the
-decayed rate however fast the machine is.
+By default it is the course's Trainer: AdamW (betas 0.9/0.95) with weight decay on every parameter whose name
+contains neither "bias" nor "LayerNorm.weight" (in this model that is every weight: the embeddings, pos_emb and
+the LayerNorm weights too), gradient clipping at 1.0, and the Trainer's learning rate: a linear warm-up over
+`warmup_tokens`, then lr * max(0.1, 0.5 * (1 + cos(pi * progress))) with progress = (tokens - warmup) /
+(final_tokens - warmup) and no clamp, so past final_tokens the rate rises and falls again; the Trainer sets it
+after each step from the tokens seen so far, so its first step runs at the full rate. The schedule's clock counts
+every example as block_size - 1 positions, exactly as the course's padded batches did, so the course's warmup
+and final token budgets keep their meaning even though factlab never computes on padding.
+
+factlab's own choices are named options (the CPU recipes use them): `lr_schedule="floor"` holds the rate at 10%
+after final_tokens, sets it before each step from the tokens including it, and under `max_minutes` runs the
+cosine on whichever clock is further along, tokens or wall-clock time, so a run that the time limit ends still
+ends on the decayed rate; `weight_decay_groups="matmul"` decays matmul weights only (minGPT's later habit).
+
+A run can be stopped and resumed exactly (state.py): with a state path it saves its training state every
+`save_every_minutes` and whenever it stops; SIGINT and SIGTERM stop it after the current step.
 
 On a GPU it trains in bf16 autocast with TF32 matmuls, fused AdamW and pinned-memory batches (`compile=True` adds
 torch.compile). On a CPU it trains in fp32 unless `precision="bf16"`: CPUs with native bf16 instructions
@@ -21,9 +30,12 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -31,10 +43,14 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import FactlabError
+from . import FactlabError, state
 from .data import length_grouped_batches
 from .model import GPT
 from .vocab import PAD_ID
+
+
+LR_SCHEDULES = ("course", "floor")
+DECAY_GROUPS = ("course", "matmul")
 
 
 @dataclass
@@ -52,6 +68,14 @@ class TrainConfig:
     device: str = "cpu"
     compile: bool = False  # torch.compile the model (opt-in: compiling costs tens of seconds up front)
     precision: str = "auto"  # "bf16" autocast of the forward pass, "fp32", or "auto": bf16 on a GPU, fp32 on a CPU
+    lr_schedule: str = "course"  # "course": the Trainer's formula, unclamped; "floor": factlab's (module docstring)
+    weight_decay_groups: str = "course"  # "course": all but biases (and "LayerNorm.weight"); "matmul": matmul weights
+    max_steps: int | None = None  # stop after this many optimizer steps (replays a run by its recorded steps)
+
+    def __post_init__(self):
+        for name, known in (("lr_schedule", LR_SCHEDULES), ("weight_decay_groups", DECAY_GROUPS)):
+            if getattr(self, name) not in known:
+                raise FactlabError(f"{name} {getattr(self, name)!r}: unknown (known: {', '.join(known)})")
 
     @classmethod
     def course_pretrain(cls, n_documents: int, block_size: int, decay_epochs: int = 200,
@@ -68,12 +92,33 @@ class TrainConfig:
 
 
 def learning_rate(config: TrainConfig, tokens: int, time_used: float = 0.0) -> float:
-    """The rate after `tokens` schedule tokens, with `time_used` the fraction of max_minutes gone (0 without it)."""
+    """The rate after `tokens` schedule tokens, with `time_used` the fraction of max_minutes gone (0 without it;
+    only the "floor" schedule follows it)."""
     if tokens < config.warmup_tokens:
         return config.learning_rate * tokens / max(1, config.warmup_tokens)
     progress = (tokens - config.warmup_tokens) / max(1, config.final_tokens - config.warmup_tokens)
-    progress = min(1.0, max(progress, time_used))
+    if config.lr_schedule == "floor":
+        progress = min(1.0, max(progress, time_used))
     return config.learning_rate * max(0.1, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def step_rate(config: TrainConfig, step: int, tokens_before: int, tokens_after: int, time_used: float) -> float:
+    """The rate of optimizer step `step` (1-based), whose batch takes the clock from tokens_before to tokens_after.
+    The course's Trainer updates the rate after each step, so a step runs at the rate of the tokens before it,
+    and the first at the full rate; the "floor" schedule counts the step's own batch."""
+    if config.lr_schedule == "course":
+        return config.learning_rate if step == 1 else learning_rate(config, tokens_before)
+    return learning_rate(config, tokens_after, time_used)
+
+
+def decay_groups(model: torch.nn.Module, how: str) -> tuple[list, list]:
+    """(parameters with weight decay, parameters without)."""
+    if how == "course":  # trainer.py's name filter; the model's LayerNorms are ln1/ln2/ln_f, so it spares biases only
+        decayed = [p for n, p in model.named_parameters() if not any(nd in n for nd in ("bias", "LayerNorm.weight"))]
+    else:
+        decayed = model.decay_parameters()[0]
+    chosen = {id(p) for p in decayed}
+    return decayed, [p for p in model.parameters() if id(p) not in chosen]
 
 
 @dataclass
@@ -83,7 +128,9 @@ class TrainResult:
     tokens: int  # non-PAD input tokens processed
     seconds: float
     final_loss: float
-    stopped_early: bool
+    stopped_early: bool  # by max_minutes or max_steps
+    interrupted: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped the run
+    resumed_from_step: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,53 +194,145 @@ def shard(x: torch.Tensor, y: torch.Tensor, where: Ranks) -> tuple[torch.Tensor,
     return x[:, :length], y[:, :length]
 
 
-def epochs_of_batches(dataset, config: TrainConfig, rng: random.Random):
-    """(epoch, x, y) for every batch of every epoch; each epoch draws fresh corruptions and a fresh order."""
-    for epoch in range(1, config.max_epochs + 1):
-        for x, y in length_grouped_batches(dataset, config.batch_size, rng):
-            yield epoch, x, y
+@dataclass
+class Position:
+    """Where a run stands in its data: in `epoch`, `batches` of it taken, the generator as the epoch began."""
+    epoch: int = 1
+    batches: int = 0
+    epoch_rng: tuple | None = None
+
+
+def epochs_of_batches(dataset, config: TrainConfig, rng: random.Random, position: Position):
+    """(epoch, x, y) for every batch from `position` on; each epoch draws fresh corruptions and a fresh order.
+    `position` follows along, so that a saved state can draw the current epoch again and skip what was taken."""
+    first = position.epoch
+    for epoch in range(first, config.max_epochs + 1):
+        if epoch == first and position.epoch_rng is not None:
+            rng.setstate(position.epoch_rng)
+        position.epoch, position.epoch_rng = epoch, rng.getstate()
+        skip, position.batches = (position.batches if epoch == first else 0), 0
+        for b, (x, y) in enumerate(length_grouped_batches(dataset, config.batch_size, rng)):
+            position.batches = b + 1  # before the yield: a state saved while this batch trains counts it as taken
+            if b >= skip:
+                yield epoch, x, y
+
+
+@dataclass
+class Checkpointing:
+    """Where and how often a run saves its training state, and whether it starts from one."""
+    state_path: str | Path | None = None
+    every_minutes: float = 10.0
+    resume: bool = False
+    identity: dict = field(default_factory=dict)  # options, data and starting checkpoint (state.check_identity)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM set a flag the loop reads after each step (a second one stops at once)."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | None = None,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, checkpointing: Checkpointing | None = None,
+          on_step: Callable[[dict], None] | None = None) -> TrainResult:
     """Train `model` in place on `dataset` (anything with __len__ and example(i, rng) -> unpadded (x, y)).
 
-    Per-step metrics stream to `metrics_path` (JSONL, flushed each step so `tail -f` follows a run). `max_minutes`
-    stops after the step that crosses it; the caller saves the model either way. The progress bar shows itself on
-    a terminal only unless `progress` says otherwise. Under torchrun only rank 0 logs.
+    Per-step metrics stream to `metrics_path` (JSONL, flushed each step so `tail -f` follows a run; with a state
+    path they go to METRICS.partial until the caller publishes them with the checkpoint, see state.py) and to
+    `on_step`. `max_minutes` and `max_steps` stop after the step that reaches them, SIGINT and SIGTERM after the
+    current step; the caller saves the model either way. With `checkpointing.state_path` the training state is
+    saved every `every_minutes` and when the run stops, and `resume` continues from it. The progress bar shows
+    itself on a terminal only unless `progress` says otherwise. Under torchrun only rank 0 logs and saves; every
+    rank resumes from the one state.
     """
+    checkpointing = checkpointing or Checkpointing()
     device = resolve_device(config.device)
     where = ranks(device)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model.to(device).train()
-    decay, no_decay = model.decay_parameters()
+    decay, no_decay = decay_groups(model, config.weight_decay_groups)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, betas=config.betas, fused=cuda,
     )
+    rng = random.Random(config.seed)  # corruption draws and batch order, the same on every rank
+    position = Position()
+    schedule_tokens = tokens = steps = 0
+    elapsed_before = 0.0  # seconds of the run before this process resumed it
+    loss_value = float("nan")
+    resumed_from = None
+    log = where.is_main
+    live_metrics = metrics_path
+    if checkpointing.state_path is not None and metrics_path is not None:
+        live_metrics = state.partial_metrics_path(metrics_path)
+    if checkpointing.resume:
+        saved = state.load(checkpointing.state_path)
+        state.check_identity(checkpointing.state_path, saved["identity"], checkpointing.identity)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        steps, tokens, schedule_tokens = saved["steps"], saved["tokens"], saved["schedule_tokens"]
+        elapsed_before, loss_value, resumed_from = saved["elapsed"], saved["loss"], saved["steps"]
+        position = Position(saved["epoch"], saved["batches"], saved["epoch_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        if cuda and saved.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        if log and metrics_path is not None:
+            state.continue_metrics(metrics_path, steps)
+
+    def save_state():
+        if checkpointing.state_path is None or not log:
+            return
+        state.save(checkpointing.state_path, {
+            "identity": checkpointing.identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "steps": steps, "tokens": tokens, "schedule_tokens": schedule_tokens, "elapsed": elapsed,
+            "loss": loss_value, "epoch": position.epoch, "batches": position.batches,
+            "epoch_rng": position.epoch_rng, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None,
+        })
+
     network = DistributedDataParallel(model) if where.world_size > 1 else model
     if config.compile:
         network = torch.compile(network, dynamic=True)  # batch lengths vary: one graph for all of them
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(config.precision, device) \
         else contextlib.nullcontext()
-    rng = random.Random(config.seed)  # corruption draws and batch order, the same on every rank
     positions_per_example = model.config.block_size - 1
-    schedule_tokens = tokens = steps = 0
-    loss_value = float("nan")
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
-    start = time.perf_counter()
+    total_steps = config.max_epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    start = last_save = time.perf_counter()
     time_limit = 60 * config.max_minutes if config.max_minutes is not None else math.inf
-    elapsed = 0.0  # seconds, the same on every rank (their mean), so all ranks use one rate and stop together
-    stopped_early = False
-    log = where.is_main
-    with (open(metrics_path, "w", encoding="utf-8") if metrics_path and log else contextlib.nullcontext()) as metrics, \
-            tqdm(total=config.max_epochs * steps_per_epoch, disable=(None if progress is None else not progress)
+    elapsed = elapsed_before  # seconds, the same on every rank (their mean), so all ranks use one rate and stop together
+    stopped_early, interrupted = False, None
+    mode = "a" if checkpointing.resume else "w"
+    with (open(live_metrics, mode, encoding="utf-8") if live_metrics and log else contextlib.nullcontext()) \
+            as metrics, StopSignals() as signals, \
+            tqdm(total=total_steps, initial=steps, disable=(None if progress is None else not progress)
                  if log else True, unit="step", dynamic_ncols=True) as bar:
-        for epoch, x, y in epochs_of_batches(dataset, config, rng):
+        for epoch, x, y in (() if steps >= total_steps else epochs_of_batches(dataset, config, rng, position)):
+            tokens_before = schedule_tokens
             schedule_tokens += len(x) * positions_per_example
-            lr = learning_rate(config, schedule_tokens, elapsed / time_limit if time_limit > 0 else 1.0)
+            lr = step_rate(config, steps + 1, tokens_before, schedule_tokens,
+                           elapsed / time_limit if time_limit > 0 else 1.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch_targets = int((y != PAD_ID).sum())  # of the global batch: the loss is its mean over them
@@ -212,28 +351,43 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             optimizer.step()
 
             steps += 1
-            loss_value, elapsed = global_loss_and_time(loss_sum.detach(), time.perf_counter() - start, where, device)
+            loss_value, elapsed, signalled = global_loss_and_time(
+                loss_sum.detach(), elapsed_before + time.perf_counter() - start, signals.received is not None,
+                where, device)
             loss_value /= batch_targets
-            stop = elapsed > time_limit
+            record = {"step": steps, "epoch": epoch, "loss": round(loss_value, 5), "lr": lr, "tokens": tokens,
+                      "elapsed_s": round(elapsed, 3)}
             if metrics is not None:
-                metrics.write(json.dumps({"step": steps, "epoch": epoch, "loss": round(loss_value, 5), "lr": lr,
-                                          "tokens": tokens, "elapsed_s": round(elapsed, 3)}) + "\n")
+                metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens / elapsed:,.0f}")
+            if on_step is not None:
+                on_step(record)
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}",
+                            tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}")
             bar.update()
-            if stop:
-                stopped_early = True
+            if signalled:
+                interrupted = signals.received or "a signal to another rank"
                 break
+            if elapsed > time_limit or steps >= total_steps:
+                stopped_early = elapsed > time_limit or steps < config.max_epochs * steps_per_epoch
+                break
+            if time.perf_counter() - last_save >= 60 * checkpointing.every_minutes:
+                save_state()
+                last_save = time.perf_counter()
+        save_state()
     model.eval()
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
-                       seconds=round(time.perf_counter() - start, 2), final_loss=loss_value,
-                       stopped_early=stopped_early)
+                       seconds=round(elapsed, 2), final_loss=loss_value, stopped_early=stopped_early,
+                       interrupted=interrupted, resumed_from_step=resumed_from)
 
 
-def global_loss_and_time(loss_sum: torch.Tensor, elapsed: float, where: Ranks, device) -> tuple[float, float]:
-    """The batch's summed loss over all ranks, and the ranks' mean elapsed seconds (one clock for all of them)."""
+def global_loss_and_time(loss_sum: torch.Tensor, elapsed: float, signalled: bool, where: Ranks,
+                         device) -> tuple[float, float, bool]:
+    """The batch's summed loss over all ranks, the ranks' mean elapsed seconds (one clock for all of them), and
+    whether any rank received a stop signal (so that all of them stop after the same step)."""
     if where.world_size == 1:
-        return loss_sum.item(), elapsed
-    both = torch.stack([loss_sum.float(), torch.tensor(elapsed, dtype=torch.float32, device=device)])
-    dist.all_reduce(both)
-    return both[0].item(), both[1].item() / where.world_size
+        return loss_sum.item(), elapsed, signalled
+    values = torch.stack([loss_sum.float(), torch.tensor(elapsed, dtype=torch.float32, device=device),
+                          torch.tensor(float(signalled), device=device)])
+    dist.all_reduce(values)
+    return values[0].item(), values[1].item() / where.world_size, values[2].item() > 0

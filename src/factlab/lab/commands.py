@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import FactlabError
-from ..checkpoint import write_text_atomic
+from ..io import write_text_atomic
 from ..model import VARIANTS
 from . import attention, cost, kqv, plots
 
@@ -242,11 +242,9 @@ def run_lab(args) -> None:
     name = args.experiment
     result, text = RUNNERS[name](args)
     out = Path(args.out_dir)
-    try:
-        write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-        PLOTS[name](result, out / f"{name}.png")
-    except OSError as err:
-        raise FactlabError(f"{err.filename or out}: cannot write the results ({err.strerror})") from None
+    # io.atomic_path makes a failed write one line naming the file
+    write_text_atomic(out / f"{name}.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    PLOTS[name](result, out / f"{name}.png")
     print(text)
     print(f"wrote {out / name}.json and {out / name}.png")
     if name == "kqv" and not result["passed"]:

@@ -1,0 +1,201 @@
+"""Runs that survive: the training state, --resume, clean stops on SIGINT/SIGTERM, and a run killed with SIGKILL
+at any moment that, resumed, ends with exactly the parameters of an uninterrupted run (fp32, CPU, one thread)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import BLOCK, TINY, make_model, tiny_config
+from factlab import FactlabError, state
+from factlab.cli import main
+from factlab.data import CharCorruptionDataset
+from factlab.train import Checkpointing, TrainConfig, train
+
+# The tiny model of the other tests, with dropout, so that resuming must restore torch's generator as well.
+MODEL = ["--block_size", str(BLOCK), "--n_layer", str(TINY["n_layer"]), "--n_head", str(TINY["n_head"]),
+         "--n_embd", str(TINY["n_embd"]), "--dropout", "0.1"]
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def command(stage: str, files: dict, params: Path, pretrained: Path | None = None) -> list[str]:
+    common = ["vanilla", str(files["wiki"]), "--writing_params_path", str(params), *MODEL, "--seed", "3",
+              "--device", "cpu", "--save_every_minutes", "0.0005"]  # a state every ~30 ms: kills land anywhere
+    if stage == "pretrain":
+        return ["pretrain", *common, "--max_epochs", "12", "--batch_size", "16", "--learning_rate", "3e-3",
+                "--final_tokens", "40000"]
+    return ["finetune", *common, "--finetune_corpus_path", str(files["train"]), "--max_epochs", "12",
+            "--batch_size", "8", "--learning_rate", "1e-3", *(["--reading_params_path", str(pretrained)]
+                                                              if pretrained else [])]
+
+
+def run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "factlab.cli", *args], env=ONE_THREAD, capture_output=True,
+                          text=True, timeout=300)
+
+
+def steps_logged(params: Path) -> int:
+    partial = state.partial_metrics_path(f"{params}.metrics.jsonl")
+    try:
+        return len(partial.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def start_and_stop(args: list[str], params: Path, how: signal.Signals, after_steps: int) -> tuple[int, str]:
+    """Start a run, send it `how` once it has logged `after_steps` steps and saved a state, and wait for it:
+    its exit status and what it printed on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "factlab.cli", *args], env=ONE_THREAD,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while (steps_logged(params) < after_steps or not state.state_path(params).exists()) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run did not get going"
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the run ended before it could be stopped: {proc.communicate()}"
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, corpus):
+    """Uninterrupted runs: a pretraining, and a finetuning of it."""
+    root = tmp_path_factory.mktemp("reference")
+    files = corpus.write(root / "data")
+    pre, fine = root / "pre.params", root / "fine.params"
+    for args in (command("pretrain", files, pre), command("finetune", files, fine, pre)):
+        done = run_cli(args)
+        assert done.returncode == 0, done.stderr
+    assert not state.state_path(pre).exists()  # a finished run keeps no training state
+    return files, pre, fine
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a)), load_file(str(b))
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+def metric_lines(params: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(f"{params}.metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("stage,how", [("pretrain", signal.SIGKILL), ("finetune", signal.SIGKILL),
+                                       ("pretrain", signal.SIGINT), ("finetune", signal.SIGTERM)])
+def test_stopped_run_resumes_to_the_uninterrupted_parameters(reference, tmp_path, stage, how):
+    """Stopped mid-run (SIGKILL anywhere; SIGINT/SIGTERM after the current step, saving the checkpoint and the
+    state and saying how to resume, exit 130/143), then resumed with --resume: the same parameters as the
+    uninterrupted run, bit for bit, and one metrics file with every step once, equal to the reference's."""
+    files, pre, fine = reference
+    expected = pre if stage == "pretrain" else fine
+    params = tmp_path / "runs" / "new" / f"{stage}.params"  # folders that do not exist yet
+    args = command(stage, files, params, pre)
+    if how == signal.SIGKILL:
+        # An older run's checkpoint and curve stand there: a killed rerun must leave them as they were.
+        params.parent.mkdir(parents=True)
+        params.write_bytes(b"an older checkpoint")
+        Path(f"{params}.metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
+    status, err = start_and_stop(args, params, how, after_steps=7)
+    if how == signal.SIGKILL:
+        assert status == -signal.SIGKILL
+        assert params.read_bytes() == b"an older checkpoint"
+        assert Path(f"{params}.metrics.jsonl").read_text() == '{"step": 1, "loss": 9.0}\n'
+    else:
+        assert status == 128 + how, err
+        assert f"stopped by {how.name} after step" in err and "--resume" in err and str(params) in err
+        assert err.strip().count("\n") == 0, err
+        assert state.state_path(params).exists() and params.exists()
+    stopped_at = state.load(state.state_path(params))["steps"]
+    assert 0 < stopped_at < len(metric_lines(expected))
+    done = run_cli([*args, "--resume"])
+    assert done.returncode == 0, done.stderr
+    assert f"resumed from step {stopped_at}" in done.stdout
+    assert_same_weights(params, expected)
+    assert not state.state_path(params).exists()
+    assert not state.partial_metrics_path(f"{params}.metrics.jsonl").exists()
+    ours, theirs = metric_lines(params), metric_lines(expected)
+    assert [m["step"] for m in ours] == list(range(1, len(theirs) + 1))
+    assert [(m["loss"], m["lr"], m["tokens"]) for m in ours] == [(m["loss"], m["lr"], m["tokens"]) for m in theirs]
+
+
+def test_resume_in_process_across_epochs(pretrain_ds, vocab, tmp_path):
+    """In one process: a run stopped by max_steps inside an epoch and resumed with the full options ends where an
+    uninterrupted run ends (span corruption, dropout, several epochs, a partial last batch)."""
+    def config(**extra):
+        return TrainConfig(max_epochs=3, batch_size=16, learning_rate=2e-3, warmup_tokens=1000,
+                           final_tokens=2 * len(pretrain_ds) * (BLOCK - 1), seed=5, **extra)
+
+    whole = make_model(tiny_config(len(vocab), dropout=0.1), seed=1)
+    train(whole, pretrain_ds, config(), progress=False)
+    identity = {"run": "test"}
+    part = make_model(tiny_config(len(vocab), dropout=0.1), seed=1)
+    steps = len(pretrain_ds) // 16 + 2  # into the second epoch
+    saving = Checkpointing(tmp_path / "p.state", 10.0, False, identity)
+    first = train(part, pretrain_ds, config(max_steps=steps), progress=False, checkpointing=saving)
+    assert first.steps == steps and first.stopped_early
+    torch.manual_seed(123)  # whatever happened to torch's generator since, the state restores it
+    resumed = make_model(tiny_config(len(vocab), dropout=0.1), seed=7)
+    second = train(resumed, pretrain_ds, config(), progress=False,
+                   checkpointing=Checkpointing(tmp_path / "p.state", 10.0, True, identity))
+    assert second.resumed_from_step == steps
+    for name, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+def test_resume_refuses_other_options_in_one_line(reference, tmp_path, capsys):
+    """A run resumed with other options, or from another starting checkpoint, is refused naming what differs."""
+    files, pre, fine = reference
+    params = tmp_path / "f.params"
+    args = command("finetune", files, params, pre)
+    status, err = start_and_stop(args, params, signal.SIGINT, after_steps=3)
+    assert status == 130, err
+    changed = [a if a != "1e-3" else "2e-3" for a in args]
+    assert main([*changed, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "differs from the saved one in train.learning_rate 0.001 (now 0.002)" in err
+    other_start = [a if a != str(pre) else str(fine) for a in args]
+    assert main([*other_start, "--resume"]) == 2
+    assert "data.start" in capsys.readouterr().err
+
+
+def test_periodic_state_is_written_atomically_with_ordinary_permissions(pretrain_ds, vocab, tmp_path):
+    """Under umask 022 a training state and a checkpoint are 0644, not mkstemp's 0600."""
+    from factlab import checkpoint
+
+    old = os.umask(0o022)
+    try:
+        model = make_model(tiny_config(len(vocab)))
+        train(model, pretrain_ds, TrainConfig(max_epochs=1, batch_size=32, learning_rate=1e-3, final_tokens=10**6,
+                                              max_steps=2),
+              progress=False, checkpointing=Checkpointing(tmp_path / "m.state", 10.0, False, {}))
+        checkpoint.save(tmp_path / "m.params", model, vocab)
+        os.umask(0o002)
+        checkpoint.save(tmp_path / "g.params", model, vocab)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.state").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "m.params").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "g.params").stat().st_mode & 0o777 == 0o664
+
+
+def test_truncated_or_missing_state_is_one_line(tmp_path):
+    path = tmp_path / "x.params.state"
+    with pytest.raises(FactlabError, match="no training state to resume"):
+        state.load(path)
+    torch.save({"version": 1, "identity": {}, "model": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(FactlabError, match="truncated or corrupt training state"):
+        state.load(path)
+    path.write_bytes(b"")
+    with pytest.raises(FactlabError, match="truncated or corrupt training state"):
+        state.load(path)
