@@ -51,9 +51,9 @@ STATIC_MULTIPLE = 32  # compile-static: batches padded to a multiple of this len
 class FusedQKV(CausalAttention):
     """Self-attention whose three projections run as one matmul of the concatenated weights."""
 
-    def _qkv(self, x, context=None):
-        if context is not None:
-            return super()._qkv(x, context)
+    def _qkv(self, x, context=None, rotary=None):
+        if context is not None or rotary is not None:  # timed on vanilla self-attention only
+            return super()._qkv(x, context, rotary)
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         q, k, v = F.linear(x, weight, bias).split(x.size(-1), dim=-1)

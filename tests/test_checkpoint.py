@@ -49,7 +49,7 @@ def test_round_trip_weights_and_logits(saved, vocab):
         assert torch.equal(loaded(x)[0], model(x)[0])
 
 
-@pytest.mark.parametrize("variant", ["synthesizer", "perceiver"])
+@pytest.mark.parametrize("variant", ["synthesizer", "perceiver", "rope"])
 def test_round_trip_other_variants(tmp_path, vocab, variant):
     """The synthesizer's w2/b2 and the perceiver's C and extra blocks survive the round trip too."""
     model = make_model(tiny_config(len(vocab), variant), seed=5)

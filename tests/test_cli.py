@@ -118,7 +118,7 @@ def test_finetune_from_scratch(tmp_path, corpus_files, capsys):
     assert (tmp_path / "scratch.params.metrics.jsonl").is_file()
 
 
-@pytest.mark.parametrize("variant", ["synthesizer", "perceiver"])
+@pytest.mark.parametrize("variant", ["synthesizer", "perceiver", "rope"])
 def test_variant_end_to_end(tmp_path, work, capsys, variant):
     """pretrain -> finetune -> evaluate works for the other two variants (perceiver with 8 latents)."""
     pre, ft, outputs = tmp_path / "pre.params", tmp_path / "ft.params", tmp_path / "dev.predictions"
@@ -141,6 +141,33 @@ def bad_file(tmp_path, name, text=None, data=None):
     path = tmp_path / name
     path.write_bytes(data if data is not None else text.encode("utf-8"))
     return path
+
+
+def with_metadata(tmp_path, work, name, **changes):
+    """The finetuned checkpoint's weights saved under `name` with its metadata changed (None deletes an entry)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(work["ft"]), framework="pt") as f:
+        meta = dict(f.metadata())
+    meta.update({k: v for k, v in changes.items() if v is not None})
+    for k in [k for k, v in changes.items() if v is None]:
+        del meta[k]
+    save_file(load_file(str(work["ft"])), str(tmp_path / name), metadata=meta)
+    return tmp_path / name
+
+
+def evaluate_with(checkpoint_path, w, variant="vanilla"):
+    return ["evaluate", variant, w["wiki"], "--reading_params_path", checkpoint_path, "--eval_corpus_path", w["dev"],
+            "--device", "cpu"]
+
+
+def vocab_json(work, edit):
+    from safetensors import safe_open
+
+    with safe_open(str(work["ft"]), framework="pt") as f:
+        itos = json.loads(f.metadata()["vocab"])
+    return json.dumps(edit(itos), ensure_ascii=False)
 
 
 ERROR_CASES = {
@@ -180,7 +207,57 @@ ERROR_CASES = {
         ["evaluate", "vanilla", w["wiki"], "--reading_params_path",
          bad_file(t, "cut.params", data=w["ft"].read_bytes()[:5000]), "--eval_corpus_path", w["dev"],
          "--device", "cpu"], str(t / "cut.params"), "--outputs_path"),
+    "corrupt checkpoint": lambda t, w: (
+        evaluate_with(bad_file(t, "noise.params", data=bytes(range(256)) * 40), w), str(t / "noise.params"),
+        "--outputs_path"),
+    "checkpoint config not JSON": lambda t, w: (
+        evaluate_with(with_metadata(t, w, "c.params", config="{not json"), w), str(t / "c.params"), "--outputs_path"),
+    "checkpoint without config": lambda t, w: (
+        evaluate_with(with_metadata(t, w, "c.params", config=None), w), str(t / "c.params"), "--outputs_path"),
+    "checkpoint vocabulary without PAD and MASK first": lambda t, w: (
+        evaluate_with(with_metadata(t, w, "c.params", vocab=vocab_json(w, lambda v: v[1:] + v[:1])), w),
+        str(t / "c.params"), "--outputs_path"),
+    "checkpoint vocabulary with a repeated character": lambda t, w: (
+        evaluate_with(with_metadata(t, w, "c.params", vocab=vocab_json(w, lambda v: v[:-1] + [v[2]])), w),
+        str(t / "c.params"), "--outputs_path"),
+    "checkpoint vocabulary of another size than its config": lambda t, w: (
+        evaluate_with(with_metadata(t, w, "c.params", vocab=vocab_json(w, lambda v: v[:-1])), w),
+        str(t / "c.params"), "--outputs_path"),
+    "checkpoint of another corpus's vocabulary": lambda t, w: (
+        evaluate_with(with_metadata(t, w, "c.params", vocab=vocab_json(w, lambda v: v[:2] + v[3:] + ["\u00e6"])),
+                      w), str(t / "c.params"), "--outputs_path"),
+    "a folder where the question file should be": lambda t, w: (
+        ["evaluate", "vanilla", w["wiki"], "--reading_params_path", w["ft"], "--eval_corpus_path", w["wiki"].parent,
+         "--device", "cpu"], str(w["wiki"].parent), "--outputs_path"),
+    "resume without a training state": lambda t, w: (
+        ["pretrain", "vanilla", w["wiki"], *TINY, *TRAIN, "--resume"], "no training state", "--writing_params_path"),
 }
+
+
+def test_crlf_question_file_reads_as_lf(tmp_path, work, capsys):
+    """A question file saved with Windows line endings scores exactly as the same file with LF endings."""
+    crlf = bad_file(tmp_path, "dev.crlf.tsv", data=work["dev"].read_bytes().replace(b"\n", b"\r\n"))
+    scores = [run(capsys, "evaluate", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
+                  "--eval_corpus_path", questions, "--device", "cpu")[1] for questions in (work["dev"], crlf)]
+    assert scores[0] == scores[1] and SCORE.match(scores[0].strip())
+
+
+@pytest.mark.parametrize("where", ["/proc/factlab-test/out.params", "{file}/out.params"])
+def test_unwritable_output_path_fails_before_training(tmp_path, work, capsys, where):
+    """An output path that cannot be written (a read-only filesystem, a file where a folder should be) is one
+    line naming it, before any training."""
+    (tmp_path / "file").write_text("a file")
+    target = where.format(file=tmp_path / "file")
+    code, out, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", target, *TINY, *TRAIN)
+    assert code == 2 and out == "" and err.count("\n") == 1 and target in err, err
+
+
+def test_truncated_training_state_is_one_line(tmp_path, work, capsys):
+    params = tmp_path / "p.params"
+    (tmp_path / "p.params.state").write_bytes(b"PK\x03\x04 cut short")
+    code, _, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", params, *TINY, *TRAIN,
+                       "--resume")
+    assert code == 2 and err.count("\n") == 1 and "p.params.state: truncated or corrupt training state" in err
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)

@@ -11,7 +11,7 @@ from factlab.decode import (MAX_ANSWER_CHARS, Scored, answer_from, answer_one_by
 from factlab.model import GPT
 
 MASK = "\u2047"
-VARIANTS = ["vanilla", "synthesizer", "perceiver"]
+VARIANTS = ["vanilla", "synthesizer", "perceiver", "rope"]
 
 
 @pytest.fixture(scope="module", params=VARIANTS)

@@ -14,7 +14,8 @@ from hypothesis import given, settings, strategies as st
 from factlab.cli import main
 from factlab.lab import attention, cost, kqv
 from factlab.lab.measure import batch_of, config, counted_flops, saved_bytes
-from factlab.model import GPT, VARIANTS
+from factlab.lab.cost import VARIANTS
+from factlab.model import GPT
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -228,3 +229,15 @@ def test_cli_bad_parameters_give_one_line(tmp_path, capsys):
     code, _, err = run(capsys, "average", "--out_dir", tmp_path / "taken")
     assert code == 2 and err.startswith("factlab: error: ") and "cannot create its folder" in err, err
     assert str(tmp_path / "taken") in err and err.count("\n") == 1
+
+
+def test_rope_checks_the_handouts_questions(tmp_path, capsys):
+    """`factlab lab rope`: the complex form equals the block-rotation matrix, factlab's rotation equals both, and
+    the inner product of rotated vectors is the same for every (t1, t2) with one offset, yet varies with it."""
+    code, out, err = run(capsys, "rope", "--dim", "8", "--positions", "20", "--out_dir", tmp_path)
+    assert code == 0, err
+    data = outputs(tmp_path, "rope")
+    assert data["passed"] and data["max_spread_within_offset"] < 1e-9 < data["dot_range_over_offsets"]
+    assert len(data["offsets"]) == len(data["dot_by_offset"]) == 39 and "True" in out
+    code, _, err = run(capsys, "rope", "--dim", "7", "--out_dir", tmp_path)
+    assert code == 2 and err.count("\n") == 1 and "--dim must be even" in err

@@ -22,6 +22,7 @@ VARIANTS = {
                             dropout=0.0), False),
     "perceiver-wide": (GPTConfig(V, 16, n_layer=2, n_head=1, n_embd=16, variant="perceiver", bottleneck_dim=24,
                                  dropout=0.0), False),
+    "rope": (GPTConfig(V, 64, n_layer=2, n_head=2, n_embd=32, variant="rope", dropout=0.0), False),
     "tiny": (GPTConfig(V, 8, n_layer=1, n_head=1, n_embd=8, dropout=0.0), False),
     "eval-dropout": (GPTConfig(V, 64, n_layer=2, n_head=4, n_embd=32, dropout=0.1), True),
     "synthesizer-eval": (GPTConfig(V, 32, n_layer=2, n_head=4, n_embd=32, variant="synthesizer"), True),

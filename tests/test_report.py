@@ -65,6 +65,7 @@ V = 30
 CONFIGS = {
     "vanilla": GPTConfig(V, 24, n_layer=2, n_head=2, n_embd=16, dropout=0.0),
     "synthesizer": GPTConfig(V, 24, n_layer=2, n_head=2, n_embd=16, variant="synthesizer", dropout=0.0),
+    "rope": GPTConfig(V, 24, n_layer=2, n_head=2, n_embd=16, variant="rope", dropout=0.0),
     "perceiver": GPTConfig(V, 24, n_layer=3, n_head=2, n_embd=16, variant="perceiver", bottleneck_dim=8,
                            dropout=0.0),
     "perceiver-more-latents": GPTConfig(V, 24, n_layer=2, n_head=1, n_embd=16, variant="perceiver",
@@ -73,6 +74,7 @@ CONFIGS = {
 EXPECTED_MODULES = {
     "vanilla": ["blocks.0.attn", "blocks.1.attn"],
     "synthesizer": ["blocks.0.attn", "blocks.1.attn"],
+    "rope": ["blocks.0.attn", "blocks.1.attn"],
     "perceiver": ["down_block.attn", "blocks.0.attn", "up_block.attn"],
     "perceiver-more-latents": ["down_block.attn", "up_block.attn"],
 }
@@ -145,14 +147,14 @@ def write_analysis(path, questions, predictions, confidences):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """`factlab demo --quick` (about 10 s on 2 cores), plus a random synthesizer and perceiver with predictions,
+    """`factlab demo --quick` (about 10 s on 2 cores), plus a random synthesizer, perceiver and rope model with predictions,
     and two analysis files: one named after a checkpoint, one that matches no run."""
     out = tmp_path_factory.mktemp("report") / "demo"
     run_demo(out, quick=True, device="cpu", log=lambda *_: None)
     results = json.loads((out / "results.json").read_text())
     data = out / "data"
     config, vocab, _ = checkpoint.read_config(out / "vanilla.finetune.params")
-    for variant in ("synthesizer", "perceiver"):
+    for variant in ("synthesizer", "perceiver", "rope"):
         torch.manual_seed(0)
         model = GPT(GPTConfig(len(vocab), config.block_size, n_layer=3, n_head=2, n_embd=32, variant=variant,
                               bottleneck_dim=8, dropout=0.0))
@@ -195,8 +197,8 @@ def test_report_page(run_dir, page):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in sources)
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<link" not in page
-    # images: results, training curves, risk-coverage, and one attention figure per checkpoint (4)
-    assert len(sources) == 3 + 4
+    # images: results, training curves, risk-coverage, and one attention figure per checkpoint (5)
+    assert len(sources) == 3 + 5
     assert "training curves of demo" in page and "alt=\"risk-coverage\"" in page
     rc_table = page.split("<table id=\"risk-coverage\">")[1].split("</table>")[0]
     assert "demo: vanilla: pretrain + finetune" in rc_table and "demo: orphan.analysis.json" in rc_table
@@ -204,6 +206,7 @@ def test_report_page(run_dir, page):
     first = (run_dir / "data" / "birth_dev.tsv").read_text().split("\t")[0]
     assert f"Question: <b>{first}</b>" in page
     assert "Synthesized weights" in page and "Cross-attention of the 8 latents" in page
+    assert "rotary position embeddings" in page
     # predictions: one row per run and question, with the analysis's confidence where it has one
     body = page.split("<table id=\"predictions\">")[1].split("</table>")[0]
     assert body.count("<tr class=") == len(results["rows"]) * n_questions

@@ -18,6 +18,7 @@ from .model import GPT, GPTConfig
 from .vocab import MASK_CHAR, PAD_CHAR, Vocab
 
 FORMAT = "factlab-1"
+ROPE_BLOCK_KEY = "__rope_block_size__"  # a course rope file's block size, carried from import to config
 SAFETENSORS_MAGIC_OFFSET = 8  # a safetensors file starts with an 8-byte header length, then '{'
 
 
@@ -141,7 +142,12 @@ def load_course_params(path: Path) -> dict[str, torch.Tensor]:
                            f"{(str(err).splitlines() or [''])[0][:120]})") from None
     if not isinstance(state, dict) or "tok_emb.weight" not in state:
         raise FactlabError(f"{path}: not a course checkpoint (no tok_emb.weight in the state_dict)")
-    state = {k: v for k, v in state.items() if not k.endswith(".attn.mask")}
+    # The masks are dropped (SDPA masks on the fly); so is the 2024 rope model's rotation cache, which factlab
+    # computes from the sizes (its block size is kept for the config).
+    rope = [v for k, v in state.items() if k.endswith(".attn.rope_cache")]
+    state = {k: v for k, v in state.items() if not k.endswith((".attn.mask", ".attn.rope_cache"))}
+    if rope and "pos_emb" not in state:
+        state[ROPE_BLOCK_KEY] = torch.tensor(rope[0].size(0))
     for key in [k for k in state if k.endswith(".attn.w2") and state[k].dim() == 2]:
         n_head = state[key.replace("w2", "w1") + ".weight"].size(0) // state[key].size(0)
         block_size = state["pos_emb"].size(1)
@@ -157,6 +163,10 @@ def config_from_course_state(state: dict[str, torch.Tensor], wanted: GPTConfig) 
     """Sizes as stored in a course state_dict; the head count is not visible in the shapes, so it is taken
     from the config asked for (the course always used 8)."""
     vocab_size, n_embd = state["tok_emb.weight"].shape
+    if ROPE_BLOCK_KEY in state:
+        n_layer = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
+        return GPTConfig(vocab_size=vocab_size, block_size=int(state.pop(ROPE_BLOCK_KEY)), n_layer=n_layer,
+                         n_head=wanted.n_head, n_embd=n_embd, variant="rope", dropout=wanted.dropout)
     if "down_block.C" in state:
         variant, n_layer = "perceiver", len({k.split(".")[1] for k in state if k.startswith("blocks.")}) + 2
     else:

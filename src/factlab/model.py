@@ -10,6 +10,9 @@ ln_f, head), so a course checkpoint is a state_dict this model loads. Attention 
 - perceiver (2023 handout): a learned basis C of m latents cross-attends to the input (latent i sees inputs <= i),
   n_layer - 2 ordinary blocks run over the m latents, and every input position attends back to the latents
   (position j sees latents <= j). All three masks are SDPA's upper-left causal mask.
+- rope (2024 handout): vanilla attention whose queries and keys are rotated by their absolute position in every
+  layer (rotary position embeddings, θ_i = 10000^(-2(i-1)/d) over pairs of features of each head), and no learned
+  position embedding. Decoding with a KV cache stores keys rotated at their absolute positions.
 
 `GPT.attention_maps(idx)` returns the softmax weights of every attention module for an input (for the report):
 each module builds its queries, keys and mask in one place, used both by its SDPA call and by
@@ -27,7 +30,8 @@ import torch.nn.functional as F
 
 from .vocab import PAD_ID
 
-VARIANTS = ("vanilla", "synthesizer", "perceiver")
+VARIANTS = ("vanilla", "synthesizer", "perceiver", "rope")
+ROPE_BASE = 10000.0  # the handout's 10000 in θ_i = 10000^(-2(i-1)/d)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class GPTConfig:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if self.variant == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope rotates pairs of features: head size {self.n_embd // self.n_head} must be even")
         if self.variant == "perceiver" and self.n_layer < 2:
             raise ValueError("the perceiver needs n_layer >= 2 (a down- and an up-projection block)")
 
@@ -91,6 +97,25 @@ def merge_heads(y: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2).reshape(B, T, nh * hs)
 
 
+def rotary_tables(block_size: int, head_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos(t θ_i) and sin(t θ_i) for positions t < block_size and the head_size/2 pairs i (the handout's cache)."""
+    if head_size % 2:
+        raise ValueError(f"rope rotates pairs of features: the head size {head_size} must be even")
+    theta = ROPE_BASE ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+    angles = torch.arange(block_size, dtype=torch.float64)[:, None] * theta[None, :]
+    return angles.cos().float(), angles.sin().float()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE of x (B, nh, T, hs): each pair of features (x_2i, x_2i+1), as the complex number x_2i + i x_2i+1, times
+    e^{i t θ_i}. cos and sin are (T, hs/2), or (B, T, hs/2) for a batch whose sequences sit at their own positions."""
+    if cos.dim() == 3:
+        cos, sin = cos[:, None], sin[:, None]
+    pairs = x.float().unflatten(-1, (-1, 2))
+    a, b = pairs[..., 0], pairs[..., 1]
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2).type_as(x)
+
+
 def causal_mask(n_queries: int, n_keys: int, device=None) -> torch.Tensor:
     """SDPA's upper-left causal mask (True = may attend): query i sees keys <= i."""
     return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril()
@@ -118,20 +143,24 @@ class CausalAttention(nn.Module):
         self.resid_drop = nn.Dropout(config.dropout)
         self.n_head, self.dropout, self.layer = config.n_head, config.dropout, layer
 
-    def _qkv(self, x, context=None):
+    def _qkv(self, x, context=None, rotary=None):
+        """Queries, keys and values by head; with `rotary` (cos, sin at the positions of x), RoPE rotates the
+        queries and keys (self-attention only: rope has no cross-attention)."""
         context = x if context is None else context
         q = split_heads(self.query(x), self.n_head)
         k = split_heads(self.key(context), self.n_head)
         v = split_heads(self.value(context), self.n_head)
+        if rotary is not None:
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
         return q, k, v
 
-    def attention_weights(self, x, context=None) -> torch.Tensor:
+    def attention_weights(self, x, context=None, rotary=None) -> torch.Tensor:
         """(B, nh, T_x, T_context) softmax weights of the forward pass without a cache (and without dropout)."""
-        q, k, _ = self._qkv(x, context)
+        q, k, _ = self._qkv(x, context, rotary)
         return softmax_weights(q, k, causal_mask(q.size(2), k.size(2), x.device))
 
-    def forward(self, x, context=None, cache: KVCache | None = None):
-        q, k, v = self._qkv(x, context)
+    def forward(self, x, context=None, cache: KVCache | None = None, rotary=None):
+        q, k, v = self._qkv(x, context, rotary)
         dropout = self.dropout if self.training else 0.0
         if cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
@@ -166,12 +195,12 @@ class SynthesizerAttention(nn.Module):
         k = self.w2[:, :, :slots].transpose(1, 2).unsqueeze(0).expand(x.size(0), -1, -1, -1)
         return q, k, self.b2[:slots].masked_fill(~mask, float("-inf"))
 
-    def attention_weights(self, x, context=None) -> torch.Tensor:
+    def attention_weights(self, x, context=None, rotary=None) -> torch.Tensor:
         """(B, nh, T, T) synthesized weights softmax(ReLU(X A_i + b1) B_i + b2), causal, as in forward."""
         q, k, bias = self._qk_bias(x, causal_mask(x.size(1), x.size(1), x.device))
         return softmax_weights(q, k, bias, scale=1.0)
 
-    def forward(self, x, context=None, cache: KVCache | None = None):
+    def forward(self, x, context=None, cache: KVCache | None = None, rotary=None):
         v = split_heads(self.value(x), self.n_head)
         if cache is None:
             mask = causal_mask(x.size(1), x.size(1), x.device)
@@ -199,9 +228,9 @@ class Block(nn.Module):
             nn.Dropout(config.dropout),
         )
 
-    def forward(self, x, context=None, cache: KVCache | None = None):
+    def forward(self, x, context=None, cache: KVCache | None = None, rotary=None):
         h = self.ln1(x)
-        x = x + self.attn(h, None if context is None else self.ln1(context), cache)
+        x = x + self.attn(h, None if context is None else self.ln1(context), cache, rotary)
         return x + self.mlp(self.ln2(x))
 
 
@@ -221,7 +250,13 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
-        self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
+        if config.variant == "rope":  # positions enter through the rotation of queries and keys only
+            self.pos_emb = None
+            cos, sin = rotary_tables(config.block_size, config.n_embd // config.n_head)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        else:
+            self.pos_emb = nn.Parameter(torch.zeros(1, config.block_size, config.n_embd))
         self.drop = nn.Dropout(config.dropout)
         if config.variant == "perceiver":
             self.down_block = DownProjectBlock(config)
@@ -255,11 +290,17 @@ class GPT(nn.Module):
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than the block size {self.config.block_size}")
-        pos = self.pos_emb[:, :T] if cache is None else self.pos_emb[0, cache.positions]
-        x = self.drop(self.tok_emb(idx) + pos)
+        x = self.tok_emb(idx)
+        rotary = None
+        if self.pos_emb is not None:
+            x = x + (self.pos_emb[:, :T] if cache is None else self.pos_emb[0, cache.positions])
+        else:
+            rotary = ((self.rope_cos[:T], self.rope_sin[:T]) if cache is None
+                      else (self.rope_cos[cache.positions], self.rope_sin[cache.positions]))
+        x = self.drop(x)
         if self.down_block is None:
             for block in self.blocks:
-                x = block(x, cache=cache)
+                x = block(x, cache=cache, rotary=rotary)
         else:
             latents = self.down_block(x)
             for block in self.blocks:
@@ -282,7 +323,8 @@ class GPT(nn.Module):
 
         def record(module, args):
             x, context = args[0], args[1] if len(args) > 1 else None
-            maps.append((modules[module], module.attention_weights(x, context)))
+            rotary = args[3] if len(args) > 3 else None
+            maps.append((modules[module], module.attention_weights(x, context, rotary)))
 
         handles = [m.register_forward_pre_hook(record) for m in modules]
         was_training = self.training

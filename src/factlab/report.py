@@ -337,6 +337,8 @@ def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
     chars = [token_label(c) for c in vocab.decode(ids)]
     config = model.config
     kind = {"vanilla": "Self-attention, per layer and head",
+            "rope": "Self-attention with rotary position embeddings (queries and keys rotated by position), per "
+                    "layer and head",
             "synthesizer": "Synthesized weights softmax(ReLU(X A<sub>i</sub> + b<sub>1</sub>) B<sub>i</sub> + "
                            "b<sub>2</sub>), per layer and head",
             "perceiver": f"Cross-attention of the {config.bottleneck_dim} latents to the input (down_block), "

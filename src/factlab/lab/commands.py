@@ -13,8 +13,7 @@ import torch
 
 from .. import FactlabError
 from ..io import write_text_atomic
-from ..model import VARIANTS
-from . import attention, cost, kqv, plots
+from . import attention, cost, kqv, plots, rope
 
 
 def numbers(kind):
@@ -68,6 +67,11 @@ def add_lab_parser(verbs) -> None:
     source.add_argument("--construction", choices=sorted(kqv.constructions(4)), default="solution")
     source.add_argument("--kqv_file", help="K, Q, V as .json {\"K\": [[..]], \"Q\": .., \"V\": ..} or .npy (3, d, d)")
     p.add_argument("--tolerance", type=float, default=0.05, help="largest relative distance to a goal that passes")
+
+    p = experiment("rope", "rotary embeddings: the complex form equals the block-rotation matrix, and "
+                           "<RoPE(z1, t1), RoPE(z2, t2)> depends only on t1 - t2")
+    p.add_argument("--dim", type=int, default=16, help="dimension d of the rotated vectors (even)")
+    p.add_argument("--positions", type=int, default=64, help="positions t = 0 .. positions - 1")
 
     p = experiment("cost", "cost model: parameters, FLOPs, activation memory per layer; measured step times")
     p.add_argument("--lengths", type=numbers(int), default=[128, 256, 512, 1024, 2048],
@@ -167,7 +171,7 @@ def run_cost(args) -> tuple[dict, str]:
         vocab_size = len(Vocab.from_text(read_text(args.corpus), args.corpus))
     from .measure import counted_flops, measure
 
-    variants = list(VARIANTS)
+    variants = list(cost.VARIANTS)
     sizes = [cost.Sizes(l, args.n_layer, args.n_head, args.n_embd, args.bottleneck_dim, vocab_size)
              for l in args.lengths]
     analytic, measured, ratios = [], [], []
@@ -230,12 +234,26 @@ def cost_tables(r: dict) -> str:
     return "\n".join(text)
 
 
+def run_rope(args) -> tuple[dict, str]:
+    if args.dim < 2 or args.dim % 2 or args.positions < 1:
+        raise FactlabError(f"--dim must be even and >= 2, --positions >= 1 (got {args.dim}, {args.positions})")
+    r = rope.run(args.dim, args.positions, args.seed)
+    text = table(["check", "value", "passes"], [
+        ["max |R_t x - complex form|", r["max_abs_matrix_vs_complex"], r["max_abs_matrix_vs_complex"] < 1e-9],
+        ["max |factlab rotate - R_t x| (fp32)", r["max_abs_factlab_vs_matrix"], r["max_abs_factlab_vs_matrix"] < 1e-5],
+        ["max spread of <RoPE(z1,t1), RoPE(z2,t2)> at one t1 - t2", r["max_spread_within_offset"],
+         r["max_spread_within_offset"] < 1e-9],
+        ["range of the inner product over offsets", r["dot_range_over_offsets"], "-"]])
+    return r, text
+
+
 RUNNERS = {"copy": run_copy, "average": run_average, "noisy": run_noisy,
-           "two-heads": lambda args: run_noisy(args, two_heads=True), "kqv": run_kqv, "cost": run_cost}
+           "two-heads": lambda args: run_noisy(args, two_heads=True), "kqv": run_kqv, "cost": run_cost,
+           "rope": run_rope}
 PLOTS = {"copy": plots.copy, "average": plots.average,
          "noisy": lambda r, p: plots.histograms(r, p, "one head"),
          "two-heads": lambda r, p: plots.histograms(r, p, "stretched k_a"),
-         "kqv": lambda r, p: plots.kqv(r["results"], p), "cost": plots.cost}
+         "kqv": lambda r, p: plots.kqv(r["results"], p), "cost": plots.cost, "rope": plots.rope}
 
 
 def run_lab(args) -> None:
@@ -247,6 +265,8 @@ def run_lab(args) -> None:
     PLOTS[name](result, out / f"{name}.png")
     print(text)
     print(f"wrote {out / name}.json and {out / name}.png")
+    if name == "rope" and not result["passed"]:
+        raise FactlabError("rope: a check failed (see the table above)")
     if name == "kqv" and not result["passed"]:
         source = result["params"]["source"]
         checked = result["results"][result["checked"]]

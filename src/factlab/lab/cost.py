@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The variants the formulas cover; rope (model.py) is not modelled yet: its rotation's saved tensors are.
+VARIANTS = ("vanilla", "synthesizer", "perceiver")
 FLOAT, INDEX = 4, 8  # bytes of an fp32 activation and of an int64 token id
 
 

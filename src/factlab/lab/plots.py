@@ -95,3 +95,11 @@ def cost(r: dict, path: Path) -> None:
         if a.get_legend_handles_labels()[0]:  # the measured panel is empty under --no_measure
             a.legend(fontsize=7)
     save(fig, path)
+
+
+def rope(r: dict, path: Path) -> None:
+    fig, (ax,) = new_figure(width=6.0)
+    ax.plot(r["offsets"], r["dot_by_offset"], marker=".", lw=1)
+    ax.set(xlabel="t1 − t2", ylabel="⟨RoPE(z1, t1), RoPE(z2, t2)⟩",
+           title=f"depends on t1 − t2 only (spread at one offset ≤ {r['max_spread_within_offset']:.1e})")
+    save(fig, path)
