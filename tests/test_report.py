@@ -320,7 +320,7 @@ def test_report_renders_in_headless_chromium(run_dir, page, tmp_path):
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert status["problems"] == [], status["problems"]
     assert console == [], "\n".join(console)
-    assert len(status["images"]) == len(image_sources(page)) == 7
+    assert len(status["images"]) == len(image_sources(page)) == 8  # 3 + one attention figure per checkpoint (5)
     assert all(img["complete"] and img["width"] > 0 and img["height"] > 0 for img in status["images"])
     tables = {t["id"]: t for t in status["tables"]}
     results = json.loads((run_dir / "results.json").read_text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from factlab import FactlabError
 from factlab.checkpoint import read_config
@@ -41,6 +42,10 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
     assert len((out / "perceiver.pretrain.test.predictions").read_text().splitlines()) == n_test
     saved = json.loads((out / "results.json").read_text())
     assert saved["rows"] == rows and saved["recipe"]["name"] == "tiny"
+    assert saved["data_files"] == {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "birth_dev.tsv",
+                                   "test": "birth_test_inputs.tsv"}
+    assert saved["hardware"]["cpu_count"] >= 1 and saved["hardware"]["torch"] == torch.__version__
+    assert all(r["stage_seconds"]["pretrain_steps"] > 0 for r in rows if r["run"].endswith("pretrain + finetune"))
     assert (out / "results.md").read_text().count("\n") == len(rows) + 2
 
 

@@ -199,3 +199,23 @@ def test_truncated_or_missing_state_is_one_line(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(FactlabError, match="truncated or corrupt training state"):
         state.load(path)
+
+
+def test_replay_rates_repeats_a_time_limited_run_exactly(finetune_ds, vocab, tmp_path):
+    """A run stopped by the clock, whose rate followed the clock ("floor" under max_minutes), is replayed bit for
+    bit from its metrics file: same seed, no time limit, the recorded rates and as many steps."""
+    options = dict(max_epochs=10**6, batch_size=8, learning_rate=1e-3, final_tokens=10**12, warmup_tokens=0,
+                   lr_schedule="floor", seed=2)
+    timed = make_model(tiny_config(len(vocab), dropout=0.1), seed=1)
+    first = train(timed, finetune_ds, TrainConfig(**options, max_minutes=0.6 / 60),
+                  metrics_path=tmp_path / "timed.metrics.jsonl", progress=False)
+    assert first.stopped_early and first.steps > 5
+    replay = make_model(tiny_config(len(vocab), dropout=0.1), seed=1)
+    second = train(replay, finetune_ds, TrainConfig(**options, replay_rates=str(tmp_path / "timed.metrics.jsonl")),
+                   progress=False)
+    assert second.steps == first.steps
+    for name, value in timed.state_dict().items():
+        assert torch.equal(value, replay.state_dict()[name]), name
+    (tmp_path / "bad.jsonl").write_text('{"step": 1, "lr": 0.1}\n{"step": 3, "lr": 0.1}\n')
+    with pytest.raises(FactlabError, match=r"bad.jsonl:2: step 3 where step 2 was expected"):
+        train(replay, finetune_ds, TrainConfig(**options, replay_rates=str(tmp_path / "bad.jsonl")), progress=False)

@@ -44,6 +44,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "unclamped, so it rises again after final_tokens) or floor (held at 10%% after final_tokens, "
                    "following the clock under --max_minutes)")
     g.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (a run records its steps)")
+    g.add_argument("--replay_rates", metavar="METRICS", help="take each step's learning rate from a run's "
+                   "PARAMS.metrics.jsonl, for as many steps as it records: with the same seed and options but "
+                   "without --max_minutes, it replays a time-limited run exactly")
     g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save; the "
                    "cosine follows the clock if that is further along than the tokens, so it ends decayed")
     g.add_argument("--resume", action="store_true", help="continue the run from its training state "
@@ -159,7 +162,7 @@ def reproduce_doc() -> str:
 
 def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
     names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "weight_decay", "max_minutes",
-             "precision", "answer_format", "lr_schedule", "weight_decay_groups", "max_steps")
+             "precision", "answer_format", "lr_schedule", "weight_decay_groups", "max_steps", "replay_rates")
     overrides = dict(recipe_defaults or {})
     overrides.update({n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
     if args.compile:
@@ -272,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             # not proven, and the failure was not reproduced in 16 later runs.
             torch.distributed.barrier()
     except experiment.RunInterrupted as stopped:
-        print(f"factlab: {stopped}", file=sys.stderr)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()  # as above: rank 0 has written the checkpoint before any rank tears down
+        if ranks().is_main:
+            print(f"factlab: {stopped}", file=sys.stderr)
         return stopped.exit_status
     except FactlabError as err:
         print(f"factlab: error: {err}", file=sys.stderr)

@@ -117,7 +117,8 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         t0 = time.perf_counter()
         result = experiment.finetune(variant, files.wiki, files.train, out / f"{variant}.nopretrain.params",
                                      chosen.model, seed=seed, device=device, **chosen.scratch)
-        evaluate(f"{variant}.nopretrain", variant, f"{variant}.nopretrain.params", {"finetune": result.seconds}, t0)
+        evaluate(f"{variant}.nopretrain", variant, f"{variant}.nopretrain.params",
+                 {"finetune": result.seconds, "finetune_steps": result.steps}, t0)
         t0 = time.perf_counter()
         pre = experiment.pretrain(variant, files.wiki, out / f"{variant}.pretrain.params", chosen.model, seed=seed,
                                   device=device, **chosen.pretrain)
@@ -125,7 +126,8 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                                    chosen.model, reading_params_path=out / f"{variant}.pretrain.params", seed=seed,
                                    device=device, **chosen.finetune)
         evaluate(f"{variant}.pretrain", variant, f"{variant}.finetune.params",
-                 {"pretrain": pre.seconds, "finetune": fine.seconds}, t0)
+                 {"pretrain": pre.seconds, "finetune": fine.seconds, "pretrain_steps": pre.steps,
+                  "finetune_steps": fine.steps}, t0)
         write_results(out, rows, files, chosen, seed)  # after each variant: hours of work stay on record
     log(f"\n{results_markdown(rows)}\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return rows
@@ -154,6 +156,26 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
         return path.relative_to(out.resolve()).as_posix() if path.is_relative_to(out.resolve()) else str(path)
 
     meta = {"recipe": asdict(chosen), "seed": seed, "corpus_path": where(files.wiki),
-            "eval_corpus_path": where(files.dev)}
+            "eval_corpus_path": where(files.dev), "hardware": hardware(),
+            # by name within the data folder, so that results committed from one machine read on another
+            "data_files": {k: (None if v is None else Path(v).name) for k, v in asdict(files).items()}}
     write_text_atomic(out / "results.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     write_text_atomic(out / "results.md", results_markdown(rows) + "\n")
+
+
+def hardware() -> dict:
+    """What the run ran on: the CPU, its cores and threads, the GPU if any, and torch's version."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "python": platform.python_version()}

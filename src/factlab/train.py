@@ -71,6 +71,9 @@ class TrainConfig:
     lr_schedule: str = "course"  # "course": the Trainer's formula, unclamped; "floor": factlab's (module docstring)
     weight_decay_groups: str = "course"  # "course": all but biases (and "LayerNorm.weight"); "matmul": matmul weights
     max_steps: int | None = None  # stop after this many optimizer steps (replays a run by its recorded steps)
+    # A metrics file whose per-step rates this run takes instead of the schedule's, for as many steps as it
+    # records: it replays a run whose rate followed the clock (--max_minutes under "floor") exactly.
+    replay_rates: str | None = None
 
     def __post_init__(self):
         for name, known in (("lr_schedule", LR_SCHEDULES), ("weight_decay_groups", DECAY_GROUPS)):
@@ -274,6 +277,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate, betas=config.betas, fused=cuda,
     )
+    recorded = recorded_rates(config.replay_rates) if config.replay_rates else None
     rng = random.Random(config.seed)  # corruption draws and batch order, the same on every rank
     position = Position()
     schedule_tokens = tokens = steps = 0
@@ -319,6 +323,8 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     total_steps = config.max_epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    if recorded is not None:
+        total_steps = min(total_steps, len(recorded))
     start = last_save = time.perf_counter()
     time_limit = 60 * config.max_minutes if config.max_minutes is not None else math.inf
     elapsed = elapsed_before  # seconds, the same on every rank (their mean), so all ranks use one rate and stop together
@@ -331,8 +337,8 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         for epoch, x, y in (() if steps >= total_steps else epochs_of_batches(dataset, config, rng, position)):
             tokens_before = schedule_tokens
             schedule_tokens += len(x) * positions_per_example
-            lr = step_rate(config, steps + 1, tokens_before, schedule_tokens,
-                           elapsed / time_limit if time_limit > 0 else 1.0)
+            lr = recorded[steps] if recorded is not None else step_rate(
+                config, steps + 1, tokens_before, schedule_tokens, elapsed / time_limit if time_limit > 0 else 1.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch_targets = int((y != PAD_ID).sum())  # of the global batch: the loss is its mean over them
@@ -379,6 +385,23 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
                        seconds=round(elapsed, 2), final_loss=loss_value, stopped_early=stopped_early,
                        interrupted=interrupted, resumed_from_step=resumed_from)
+
+
+def recorded_rates(metrics_path) -> list[float]:
+    """The learning rate of every step of a metrics file (JSONL, as train writes it), in step order."""
+    from .data import read_text
+
+    rates = []
+    for number, line in enumerate(read_text(metrics_path).splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            step, lr = record["step"], float(record["lr"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise FactlabError(f"{metrics_path}:{number}: not a metrics record with a step and an lr") from None
+        if step != number:
+            raise FactlabError(f"{metrics_path}:{number}: step {step} where step {number} was expected")
+        rates.append(lr)
+    return rates
 
 
 def global_loss_and_time(loss_sum: torch.Tensor, elapsed: float, signalled: bool, where: Ranks,
