@@ -98,3 +98,40 @@ def test_two_gloo_processes_stop_together_at_the_time_limit(tmp_path, corpus_fil
     # timing-dependent: the messages say which condition failed
     assert (tmp_path / "timed.params").is_file() and len(steps) > 5, f"{len(steps)} steps logged: {steps[-3:]}"
     assert steps[-1]["lr"] < 0.5 * max(s["lr"] for s in steps), steps[-3:]  # by tokens alone: barely decayed
+
+
+def train_stop_and_resume(rank: int, init_file: str, out_dir: str) -> None:
+    """On two gloo ranks: an uninterrupted run, and a run stopped by max_steps (rank 0 writes the state, with
+    every rank's generators) then resumed by every rank; each rank reports whether the two ended equal."""
+    os.environ["WORLD_SIZE"] = "2"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    from conftest import make_model, tiny_config, tiny_corpus
+    from factlab.data import CharCorruptionDataset
+    from factlab.train import Checkpointing, TrainConfig, train
+
+    dataset = CharCorruptionDataset(tiny_corpus().wiki, 64, seed=0)
+    options = dict(max_epochs=2, batch_size=16, learning_rate=2e-3, warmup_tokens=500, final_tokens=10**6, seed=4)
+    vocab_size = len(dataset.vocab)
+    whole = make_model(tiny_config(vocab_size, dropout=0.1), seed=1)
+    torch.manual_seed(10 + rank)  # the ranks' dropout streams differ, as they may in a real run
+    train(whole, dataset, TrainConfig(**options), progress=False)
+    part = make_model(tiny_config(vocab_size, dropout=0.1), seed=1)
+    torch.manual_seed(10 + rank)
+    path = Path(out_dir) / "ddp.state"
+    train(part, dataset, TrainConfig(**options, max_steps=5), progress=False,
+          checkpointing=Checkpointing(path, 10.0, False, {"run": "ddp"}))
+    dist.barrier()  # rank 0 has written the state
+    resumed = make_model(tiny_config(vocab_size, dropout=0.1), seed=3)
+    train(resumed, dataset, TrainConfig(**options), progress=False,
+          checkpointing=Checkpointing(path, 10.0, True, {"run": "ddp"}))
+    same = all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
+    Path(out_dir, f"{rank}.json").write_text(json.dumps(same))
+    dist.destroy_process_group()
+
+
+def test_every_rank_resumes_from_rank_0s_state(tmp_path):
+    """Under DDP rank 0 writes the training state (with every rank's dropout generator) and every rank resumes
+    from it to the parameters of an uninterrupted two-rank run."""
+    mp.spawn(train_stop_and_resume, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    assert [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)] == [True, True]

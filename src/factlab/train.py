@@ -296,21 +296,34 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         steps, tokens, schedule_tokens = saved["steps"], saved["tokens"], saved["schedule_tokens"]
         elapsed_before, loss_value, resumed_from = saved["elapsed"], saved["loss"], saved["steps"]
         position = Position(saved["epoch"], saved["batches"], saved["epoch_rng"])
-        torch.set_rng_state(saved["torch_rng"])
-        if cuda and saved.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        torch_rng, cuda_rng = saved["torch_rng"], saved.get("cuda_rng")
+        if saved.get("world_size", 1) > 1:  # one entry per rank; another number of ranks takes rank 0's
+            mine = where.rank if saved["world_size"] == where.world_size else 0
+            torch_rng, cuda_rng = torch_rng[mine], cuda_rng[mine] if cuda_rng is not None else None
+        torch.set_rng_state(torch_rng)
+        if cuda and cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
         if log and metrics_path is not None:
             state.continue_metrics(metrics_path, steps)
 
     def save_state():
-        if checkpointing.state_path is None or not log:
+        """Called by every rank at the same step: each rank's generators are gathered, rank 0 writes."""
+        if checkpointing.state_path is None:
+            return
+        torch_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
+        if where.world_size > 1:
+            gathered = [None] * where.world_size
+            dist.all_gather_object(gathered, (torch_rng, cuda_rng))
+            torch_rng, cuda_rng = [g[0] for g in gathered], [g[1] for g in gathered]
+        if not log:
             return
         state.save(checkpointing.state_path, {
             "identity": checkpointing.identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "steps": steps, "tokens": tokens, "schedule_tokens": schedule_tokens, "elapsed": elapsed,
             "loss": loss_value, "epoch": position.epoch, "batches": position.batches,
-            "epoch_rng": position.epoch_rng, "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if cuda else None,
+            "epoch_rng": position.epoch_rng, "torch_rng": torch_rng, "cuda_rng": cuda_rng,
+            "world_size": where.world_size,
         })
 
     network = DistributedDataParallel(model) if where.world_size > 1 else model
@@ -325,7 +338,8 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         total_steps = min(total_steps, config.max_steps)
     if recorded is not None:
         total_steps = min(total_steps, len(recorded))
-    start = last_save = time.perf_counter()
+    start = time.perf_counter()
+    last_save = elapsed_before  # on the ranks' common clock, so that they all save at the same step
     time_limit = 60 * config.max_minutes if config.max_minutes is not None else math.inf
     elapsed = elapsed_before  # seconds, the same on every rank (their mean), so all ranks use one rate and stop together
     stopped_early, interrupted = False, None
@@ -377,9 +391,9 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             if elapsed > time_limit or steps >= total_steps:
                 stopped_early = elapsed > time_limit or steps < config.max_epochs * steps_per_epoch
                 break
-            if time.perf_counter() - last_save >= 60 * checkpointing.every_minutes:
+            if elapsed - last_save >= 60 * checkpointing.every_minutes:
                 save_state()
-                last_save = time.perf_counter()
+                last_save = elapsed
         save_state()
     model.eval()
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
