@@ -76,3 +76,49 @@ def test_bad_data_dir_and_variant(tmp_path, corpus_files, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("factlab: error: ") and "wiki.txt: not found" in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_reproduce_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_path, corpus_files, monkeypatch):
+    """--resume: finished stages are not trained again (their checkpoints stay byte for byte), a stage stopped by
+    a signal continues from its training state, and the results equal those of a run that was never stopped."""
+    import factlab.train
+    from factlab import experiment, state
+
+    files = DataFiles.in_dir(corpus_files["wiki"].parent)
+    quiet = dict(variants=("vanilla",), device="cpu", log=lambda _: None)
+    whole = reproduce(files, tmp_path / "whole", TINY, **quiet)
+    out = tmp_path / "stopped"
+    reproduce(files, out, TINY, **quiet)
+    finished = (out / "vanilla.nopretrain.params").read_bytes()
+    for name in ("vanilla.pretrain.params", "vanilla.finetune.params"):
+        (out / name).unlink()
+
+    class StopAtTheFirstStep(factlab.train.StopSignals):  # as if Ctrl-C came during the first of two steps
+        steps = 0
+
+        @property
+        def received(self):
+            type(self).steps += 1
+            return "SIGINT" if type(self).steps >= 1 else None
+
+        @received.setter
+        def received(self, value):
+            pass
+
+    with monkeypatch.context() as m:
+        m.setattr(factlab.train, "StopSignals", StopAtTheFirstStep)
+        with pytest.raises(experiment.RunInterrupted):
+            experiment.pretrain("vanilla", files.wiki, out / "vanilla.pretrain.params", TINY.model, device="cpu",
+                                **TINY.pretrain)
+    assert state.load(state.state_path(out / "vanilla.pretrain.params"))["steps"] == 1
+    said = []
+    rows = reproduce(files, out, TINY, variants=("vanilla",), device="cpu", log=said.append, resume=True)
+    assert any("vanilla.nopretrain.params: finished earlier" in line for line in said)
+    assert (out / "vanilla.nopretrain.params").read_bytes() == finished
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "stage_seconds")}  # noqa: E731
+    assert [strip(r) for r in rows] == [strip(r) for r in whole]
+    from safetensors.torch import load_file
+
+    resumed, uninterrupted = (load_file(str(d / "vanilla.pretrain.params")) for d in (out, tmp_path / "whole"))
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+    assert not list(out.glob("*.state"))

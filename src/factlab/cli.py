@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", required=True, help="checkpoints, predictions, results.md and results.json go here")
     p.add_argument("--recipe", choices=RECIPES, default="cpu-fast")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--resume", action="store_true", help="skip the stages already finished in OUT_DIR and continue "
+                   "a stopped one from its training state")
+    p.add_argument("--precision", choices=PRECISIONS, help="every stage's precision (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -234,7 +237,7 @@ def run(args) -> int | None:
         return
     elif args.verb == "reproduce":
         reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, args.recipe, variants=args.variants, seed=args.seed,
-                  device=args.device)
+                  device=args.device, resume=args.resume, precision=args.precision)
         return
     elif args.verb == "report":
         from .report import write_report

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
-from . import FactlabError, experiment
+from . import FactlabError, checkpoint, experiment, state
 from .io import write_text_atomic
 from .model import VARIANTS
-from .train import resolve_device
+from .train import TrainResult, resolve_device
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,11 @@ class DataFiles:
 
 
 def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast", variants=("vanilla",),
-              seed: int = 0, device: str = "auto", log=print) -> list[dict]:
+              seed: int = 0, device: str = "auto", log=print, resume: bool = False,
+              precision: str | None = None) -> list[dict]:
+    """With `resume`, a stage whose checkpoint is there without a training state is finished and is not trained
+    again (its times and steps come from the checkpoint), and a stage with a training state continues from it:
+    a reproduction of hours, stopped or killed, goes on where it was. `precision` overrides every stage's."""
     chosen = recipe_name if isinstance(recipe_name, Recipe) else recipe(recipe_name)
     for v in variants:
         if v not in VARIANTS:
@@ -111,20 +116,34 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         rows.append(row(f"{variant}: {RUN_NAMES[name.split('.')[1]]}", variant, evaluation,
                         time.perf_counter() - t0, params, f"{name}.dev.predictions", stage_seconds, log))
 
+    def trained(run, params: Path, **options):
+        """Train one stage (run: experiment.pretrain or finetune), or take a finished one as it is."""
+        options = {**options, **({"precision": precision} if precision else {})}
+        state_file = state.state_path(params)
+        if resume and params.is_file() and not state_file.exists():
+            info = checkpoint.read_config(params)[2]
+            if "result" in info:
+                log(f"{params}: finished earlier ({info['result']['steps']} steps); not trained again")
+                return TrainResult(**info["result"])
+        control = experiment.RunControl(resume=resume and state_file.exists())
+        return run(writing_params_path=params, control=control, **options)
+
     london = experiment.london(files.dev, out / "london.dev.predictions")
     rows.append(row("London baseline", "baseline", london, 0.0, None, "london.dev.predictions", {}, log))
     for variant in variants:
         t0 = time.perf_counter()
-        result = experiment.finetune(variant, files.wiki, files.train, out / f"{variant}.nopretrain.params",
-                                     chosen.model, seed=seed, device=device, **chosen.scratch)
+        result = trained(partial(experiment.finetune, variant, files.wiki, files.train),
+                         out / f"{variant}.nopretrain.params", options=chosen.model, seed=seed, device=device,
+                         **chosen.scratch)
         evaluate(f"{variant}.nopretrain", variant, f"{variant}.nopretrain.params",
                  {"finetune": result.seconds, "finetune_steps": result.steps}, t0)
         t0 = time.perf_counter()
-        pre = experiment.pretrain(variant, files.wiki, out / f"{variant}.pretrain.params", chosen.model, seed=seed,
-                                  device=device, **chosen.pretrain)
-        fine = experiment.finetune(variant, files.wiki, files.train, out / f"{variant}.finetune.params",
-                                   chosen.model, reading_params_path=out / f"{variant}.pretrain.params", seed=seed,
-                                   device=device, **chosen.finetune)
+        pre = trained(partial(experiment.pretrain, variant, files.wiki), out / f"{variant}.pretrain.params",
+                      options=chosen.model, seed=seed, device=device, **chosen.pretrain)
+        fine = trained(partial(experiment.finetune, variant, files.wiki, files.train),
+                       out / f"{variant}.finetune.params", options=chosen.model,
+                       reading_params_path=out / f"{variant}.pretrain.params", seed=seed, device=device,
+                       **chosen.finetune)
         evaluate(f"{variant}.pretrain", variant, f"{variant}.finetune.params",
                  {"pretrain": pre.seconds, "finetune": fine.seconds, "pretrain_steps": pre.steps,
                   "finetune_steps": fine.steps}, t0)
