@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import re
+import sys
 
 import pytest
 
@@ -313,3 +314,23 @@ def test_cuda_without_gpu_is_one_line(tmp_path, work, capsys):
     code, _, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", params,
                        *TINY[:-2], "--device", "cuda", *TRAIN)
     assert code == 2 and err.count("\n") == 1 and "no CUDA GPU" in err and not params.exists()
+
+
+def test_tensorboard_scalars_beside_the_jsonl(tmp_path, work, capsys, monkeypatch):
+    """--tb_expt_name writes the per-step loss, lr and tokens under expt/VERB/NAME_VARIANT, as the course's
+    `tensorboard --logdir expt/` expects; without TensorBoard installed it is one line and nothing trains."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", "p.params", *TINY,
+                       *TRAIN, "--tb_expt_name", "first")
+    assert code == 0, err
+    events = EventAccumulator(str(tmp_path / "expt" / "pretrain" / "first_vanilla")).Reload()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "p.params.metrics.jsonl").read_text().splitlines()]
+    assert {"train/loss", "train/lr", "train/tokens", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("train/loss")] == steps
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if the extra were not installed
+    code, out, err = run(capsys, "pretrain", "vanilla", work["wiki"], "--writing_params_path", "q.params", *TINY,
+                         *TRAIN, "--tb_expt_name", "second")
+    assert code == 2 and err.count("\n") == 1 and "TensorBoard is not installed" in err
+    assert not (tmp_path / "q.params").exists()

@@ -56,7 +56,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
     g.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or fp32 (default auto: bf16 on a GPU, "
                    "fp32 on a CPU; bf16 is faster on CPUs with avx512_bf16 or AMX, far slower on others)")
-    g.add_argument("--tb_expt_name", help="accepted for course compatibility; metrics go to PARAMS.metrics.jsonl")
+    g.add_argument("--tb_expt_name", help="also write the per-step metrics for TensorBoard to "
+                   "expt/VERB/NAME_VARIANT (the course's `tensorboard --logdir expt/`; needs the tensorboard "
+                   "extra); PARAMS.metrics.jsonl is written either way")
     g.add_argument("--recipe", choices=RECIPES, help="a named option set (see `factlab reproduce --help`); "
                    "options given here override its values")
 
@@ -188,7 +190,9 @@ def recipe_training(args, stage: str) -> dict:
 
 
 def run_control(args) -> experiment.RunControl:
-    return experiment.RunControl(resume=args.resume, save_every_minutes=args.save_every_minutes)
+    board = f"expt/{args.verb}/{args.tb_expt_name}_{args.variant}" if args.tb_expt_name else None
+    return experiment.RunControl(resume=args.resume, save_every_minutes=args.save_every_minutes,
+                                 tensorboard_dir=board)
 
 
 def run(args) -> int | None:

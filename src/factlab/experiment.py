@@ -83,6 +83,7 @@ class RunControl:
     """How a training run saves and resumes: not part of what it computes."""
     resume: bool = False
     save_every_minutes: float = 10.0
+    tensorboard_dir: str | None = None  # also write the per-step metrics as TensorBoard scalars here
 
     def __post_init__(self):
         if not self.save_every_minutes > 0:
@@ -143,8 +144,15 @@ def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_p
     state_file = state.state_path(writing_params_path)
     metrics_path = f"{writing_params_path}.metrics.jsonl"
     identity = {"stage": stage, "model": model.config.to_dict(), "train": asdict(tconf), "data": data}
-    result = train(model, dataset, tconf, metrics_path=metrics_path,
-                   checkpointing=Checkpointing(state_file, control.save_every_minutes, control.resume, identity))
+    board = TensorBoard(control.tensorboard_dir, control.resume) if control.tensorboard_dir and ranks().is_main \
+        else None
+    try:
+        result = train(model, dataset, tconf, metrics_path=metrics_path,
+                       checkpointing=Checkpointing(state_file, control.save_every_minutes, control.resume, identity),
+                       on_step=board.record if board else None)
+    finally:
+        if board:
+            board.close()
     if ranks().is_main:  # under torchrun every rank ends with the same weights; one writes them
         info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict(), **(extra_info or {})}
         checkpoint.save(writing_params_path, model, corpus.vocab, info)
@@ -156,6 +164,31 @@ def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_p
                              f"({result.epochs_done} epochs): saved {writing_params_path} and its training state "
                              f"{state_file}; run the same command with --resume to continue", result.interrupted)
     return result
+
+
+class TensorBoard:
+    """The per-step metrics as TensorBoard scalars (torch.utils.tensorboard), the course's habit
+    (`tensorboard --logdir expt/`); the JSONL file stays the record."""
+
+    def __init__(self, logdir: str, resume: bool):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise FactlabError('--tb_expt_name: TensorBoard is not installed (pip install -e ".[tensorboard]")'
+                               ) from None
+        self.writer, self.resume, self.logdir = SummaryWriter, resume, logdir
+        self.opened = None
+
+    def record(self, m: dict) -> None:
+        if self.opened is None:  # a resumed run drops the events of the steps it takes again
+            self.opened = self.writer(log_dir=self.logdir, purge_step=m["step"] if self.resume else None)
+        for name in ("loss", "lr", "tokens"):
+            self.opened.add_scalar(f"train/{name}", m[name], m["step"])
+        self.opened.add_scalar("train/tokens_per_s", m["tokens"] / max(m["elapsed_s"], 1e-9), m["step"])
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()
 
 
 def answer_format(params_path) -> str:
