@@ -1,4 +1,4 @@
-"""The cost model: parameters, forward FLOPs and activation memory of each layer of the three variants, as
+"""The cost model: parameters, forward FLOPs and activation memory of each layer of the four variants, as
 functions of the sequence length ℓ, bottleneck m, layers L, width d, heads h and vocabulary V.
 
 The formulas follow factlab.model line by line, and the tests hold them to the real model: parameters to
@@ -9,15 +9,17 @@ The formulas follow factlab.model line by line, and the tests hold them to the r
 - Activation memory is what autograd saves for the backward pass, in bytes, fp32, dropout 0 (dropout would
   add its masks). Vanilla and perceiver attention go through SDPA's fused CPU kernel, which saves q, k, v, the
   output and one log-sum-exp per query; the synthesizer's additive bias sends SDPA to its plain math path,
-  which saves the h x ℓ x ℓ attention weights and the ℓ x ℓ boolean mask.
+  which saves the h x ℓ x ℓ attention weights and the ℓ x ℓ boolean mask. rope has vanilla's matrix products
+  (its rotation is elementwise) and no pos_emb; autograd saves one ℓ x d tensor more per layer than for vanilla
+  (SDPA keeps the rotated queries and keys, new tensors, besides what vanilla keeps) and, once for the model,
+  the cos and sin tables the rotation multiplies by (block x d/h).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The variants the formulas cover; rope (model.py) is not modelled yet: its rotation's saved tensors are.
-VARIANTS = ("vanilla", "synthesizer", "perceiver")
+VARIANTS = ("vanilla", "synthesizer", "perceiver", "rope")
 FLOAT, INDEX = 4, 8  # bytes of an fp32 activation and of an int64 token id
 
 
@@ -63,10 +65,11 @@ def layers(variant: str, s: Sizes) -> list[Layer]:
     l, d, h, m, L = s.length, s.n_embd, s.n_head, s.bottleneck_dim, s.n_layer
     mlp = 16 * d * d  # two d x 4d products per position
     stats = 4  # two LayerNorms, each saving a mean and a 1/std per position
-    if variant == "vanilla":
+    if variant in ("vanilla", "rope"):
+        extra = d if variant == "rope" else 0  # measured against autograd's saved tensors (module docstring)
         # saved per position: 2 residual inputs, ln1 out, q, k, v, attention out, ln2 out, 4d + 4d around GELU = 16d
         return [Layer("block", L, block_params(d), l * (8 * d * d + mlp), 2 * l * l * d, 2 * l * l * d,
-                      FLOAT * l * (16 * d + h + stats))]
+                      FLOAT * l * (16 * d + extra + h + stats))]
     if variant == "synthesizer":
         # w1 replaces query and key (one projection fewer); B_i is d/h x block, b2 is block.
         params = block_params(d) - (d * d + d) + d * s.block + s.block
@@ -94,9 +97,12 @@ def model_costs(variant: str, s: Sizes, batch: int = 1) -> dict:
     blocks = layers(variant, s)
     # tok_emb, pos_emb; ln_f and head (no bias). Saved outside the blocks: token ids and targets (int64),
     # ln_f's input, output and statistics, the log-softmax of the logits, and the loss's 4-byte total weight.
-    params = V * d + s.block * d + 2 * d + V * d + sum(b.count * b.params for b in blocks)
+    pos_emb = 0 if variant == "rope" else s.block * d
+    params = V * d + pos_emb + 2 * d + V * d + sum(b.count * b.params for b in blocks)
     head_flops = 2 * l * d * V
     outside = batch * (2 * INDEX * l + FLOAT * l * (2 * d + 2 + V)) + FLOAT
+    if variant == "rope":
+        outside += FLOAT * s.block * (d // s.n_head)  # the cos and sin tables, block x d/(2h) each
     activations = outside + sum(b.count * (batch * b.activation_bytes + b.shared_bytes) for b in blocks)
     flops = head_flops + sum(b.count * b.flops for b in blocks)
     return {
