@@ -115,6 +115,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                                 out / f"{name}.test.predictions", device=device)
         rows.append(row(f"{variant}: {RUN_NAMES[name.split('.')[1]]}", variant, evaluation,
                         time.perf_counter() - t0, params, f"{name}.dev.predictions", stage_seconds, log))
+        write_results(out, rows, files, chosen, seed)  # after each run: hours of work stay on record
 
     def trained(run, params: Path, **options):
         """Train one stage (run: experiment.pretrain or finetune), or take a finished one as it is."""
@@ -147,7 +148,6 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         evaluate(f"{variant}.pretrain", variant, f"{variant}.finetune.params",
                  {"pretrain": pre.seconds, "finetune": fine.seconds, "pretrain_steps": pre.steps,
                   "finetune_steps": fine.steps}, t0)
-        write_results(out, rows, files, chosen, seed)  # after each variant: hours of work stay on record
     log(f"\n{results_markdown(rows)}\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return rows
 
