@@ -296,13 +296,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         steps, tokens, schedule_tokens = saved["steps"], saved["tokens"], saved["schedule_tokens"]
         elapsed_before, loss_value, resumed_from = saved["elapsed"], saved["loss"], saved["steps"]
         position = Position(saved["epoch"], saved["batches"], saved["epoch_rng"])
-        torch_rng, cuda_rng = saved["torch_rng"], saved.get("cuda_rng")
-        if saved.get("world_size", 1) > 1:  # one entry per rank; another number of ranks takes rank 0's
-            mine = where.rank if saved["world_size"] == where.world_size else 0
-            torch_rng, cuda_rng = torch_rng[mine], cuda_rng[mine] if cuda_rng is not None else None
-        torch.set_rng_state(torch_rng)
-        if cuda and cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        restore_generators(saved, where, cuda)
         if log and metrics_path is not None:
             state.continue_metrics(metrics_path, steps)
 
@@ -310,12 +304,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         """Called by every rank at the same step: each rank's generators are gathered, rank 0 writes."""
         if checkpointing.state_path is None:
             return
-        torch_rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
-        if where.world_size > 1:
-            gathered = [None] * where.world_size
-            dist.all_gather_object(gathered, (torch_rng, cuda_rng))
-            torch_rng, cuda_rng = [g[0] for g in gathered], [g[1] for g in gathered]
+        torch_rng, cuda_rng = generators(where, cuda)
         if not log:
             return
         state.save(checkpointing.state_path, {
@@ -399,6 +388,29 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
                        seconds=round(elapsed, 2), final_loss=loss_value, stopped_early=stopped_early,
                        interrupted=interrupted, resumed_from_step=resumed_from)
+
+
+def generators(where: Ranks, cuda: bool) -> tuple:
+    """torch's generator states (CPU, and CUDA's on a GPU): dropout's draws. Under DDP, every rank's, gathered in
+    rank order (a collective: every rank calls it at the same step)."""
+    torch_rng, cuda_rng = torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None
+    if where.world_size == 1:
+        return torch_rng, cuda_rng
+    gathered = [None] * where.world_size
+    dist.all_gather_object(gathered, (torch_rng, cuda_rng))
+    return [g[0] for g in gathered], [g[1] for g in gathered]
+
+
+def restore_generators(saved: dict, where: Ranks, cuda: bool) -> None:
+    """Set torch's generators as a training state saved them: this rank's entry when the state holds one per
+    rank of as many ranks; otherwise the first."""
+    torch_rng, cuda_rng = saved["torch_rng"], saved.get("cuda_rng")
+    if saved.get("world_size", 1) > 1:
+        mine = where.rank if saved["world_size"] == where.world_size else 0
+        torch_rng, cuda_rng = torch_rng[mine], cuda_rng[mine] if cuda_rng is not None else None
+    torch.set_rng_state(torch_rng)
+    if cuda and cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def recorded_rates(metrics_path) -> list[float]:
