@@ -18,7 +18,6 @@ from safetensors.torch import load_file
 from conftest import BLOCK, TINY, make_model, tiny_config
 from factlab import FactlabError, state
 from factlab.cli import main
-from factlab.data import CharCorruptionDataset
 from factlab.train import Checkpointing, TrainConfig, train
 
 # The tiny model of the other tests, with dropout, so that resuming must restore torch's generator as well.
