@@ -26,7 +26,6 @@ import argparse
 import copy
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -34,15 +33,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run import COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE  # noqa: E402
-
-from factlab.data import length_grouped_batches  # noqa: E402
-from factlab.experiment import pretraining_dataset  # noqa: E402
-from factlab.model import GPT, CausalAttention, GPTConfig, split_heads  # noqa: E402
-from factlab.train import TrainConfig  # noqa: E402
-from factlab.vocab import PAD_ID  # noqa: E402
+from factlab.data import length_grouped_batches
+from factlab.experiment import pretraining_dataset
+from factlab.model import GPT, CausalAttention, GPTConfig, split_heads
+from factlab.recipes import Training, train_config
+from factlab.vocab import PAD_ID
+from run import COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE  # benchmarks/run.py, next to this script
 
 CHANGES = ("fused-qkv", "no-dropout", "no-attn-dropout", "attn-dropout-only", "compile-static")
 STATIC_MULTIPLE = 32  # compile-static: batches padded to a multiple of this length, so a few graphs serve all
@@ -113,7 +109,7 @@ def main(argv=None) -> dict:
     size = QUICK_SIZE if args.quick else COURSE_SIZE
     models = {"A": GPT(GPTConfig(vocab_size=dataset.vocab_size, dropout=DROPOUT, **size))}
     models["B"] = changed(models["A"], args.change)
-    course = TrainConfig.course_pretrain(len(dataset), 128)  # its learning rate and clipping, not its schedule
+    course = train_config("pretrain", Training(), len(dataset), 128)  # its rate and clipping, not its schedule
     optimizers = {k: torch.optim.AdamW(m.parameters(), lr=course.learning_rate) for k, m in models.items()}
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16")
     forward = dict(models)  # what each step calls with (x, y)

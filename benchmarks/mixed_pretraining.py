@@ -23,10 +23,11 @@ from dataclasses import asdict, replace
 import torch
 
 from factlab import FactlabError, checkpoint, experiment
-from factlab.data import NameDataset, read_text
+from factlab.data import NameDataset
+from factlab.io import read_text
 from factlab.model import GPT
-from factlab.reproduce import RECIPES
-from factlab.train import TrainConfig, train
+from factlab.recipes import FACTLAB_TRAINER, RECIPES, Training, train_config
+from factlab.train import train
 
 
 class Mixture:
@@ -71,11 +72,11 @@ def main(argv=None) -> None:
         model = GPT(replace(config, vocab_size=corpus.vocab_size))
     questions_path = f"{args.data}/birth_places_train.tsv"
     mixture = Mixture(corpus, NameDataset(corpus, read_text(questions_path), source=questions_path))
-    overrides = {} if args.warmup_tokens is None else {"warmup_tokens": args.warmup_tokens}
-    tconf = TrainConfig.course_pretrain(len(mixture), model.config.block_size, decay_epochs=args.epochs,
-                                        max_epochs=args.epochs, batch_size=args.batch_size,
-                                        learning_rate=args.learning_rate, max_minutes=args.max_minutes,
-                                        seed=args.seed, device=args.device, **overrides)
+    # factlab's trainer options, as when the experiments of docs/recipes.md ran
+    training = FACTLAB_TRAINER.overridden_by(Training(
+        decay_epochs=args.epochs, max_epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, max_minutes=args.max_minutes, warmup_tokens=args.warmup_tokens))
+    tconf = train_config("pretrain", training, len(mixture), model.config.block_size, args.seed, args.device)
     result = train(model, mixture, tconf, metrics_path=f"{args.out}.metrics.jsonl")
     checkpoint.save(args.out, model, corpus.vocab, {"stage": "mixed pretraining", "from": args.start,
                                                     "train": asdict(tconf), "result": result.to_dict()})

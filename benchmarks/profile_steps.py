@@ -14,14 +14,11 @@ GPU the categories count the operators' CPU-side time only; read the kernels' ti
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run import (COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE, BudgetSpent, require_data_files,  # noqa: E402
-                 training_setup)
+from run import (COURSE_SIZE, DATA_FILES, DROPOUT, QUICK_SIZE, BudgetSpent,  # benchmarks/run.py, next to this script
+                 require_data_files, training_setup)
 
 # operator name -> category; the first matching rule wins (names are matched by prefix after "aten::")
 OPTIMIZER = "optimizer step and gradient clipping"

@@ -4,13 +4,14 @@ finetuning), time to answer the dev questions, and peak memory of each.
     python benchmarks/run.py --data ../shared/data/birthplaces [--seconds 60] [--device auto|cpu|cuda]
                              [--json runs/benchmark.json] [--params CHECKPOINT] [--course-questions 100] [--quick]
 
-- Training: factlab's trainer (`factlab.train.train`) against the course's Trainer (benchmarks/course_reference.py:
+- Training: factlab's trainer (`factlab.train.train`) against the course's Trainer (factlab.course_reference:
   a DataLoader over the datasets' padded `__getitem__`, the course's model with its manual, stored-mask
   attention), both on the course model (4 layers, 8 heads, 256 dims, block 128, dropout 0.1) with the course's
   settings (pretraining: batch 128, lr 6e-3; finetuning: batch 256, lr 6e-4). Each loop runs `--warmup-steps`
   uncounted steps, then trains for `--seconds` (at least `--min-steps` steps). Throughput counts, for both loops
   alike, the positions whose target is not PAD (the positions the loss is computed on), per second of wall clock
-  between the start of the first counted step and the end of the last one: data preparation, optimizer and
+  of the counted steps, from one step boundary to another (the course loop: the start of a step, seen by a
+  forward pre-hook; factlab: the end of a step, seen by train()'s on_step callback): data preparation, optimizer and
   everything else included.
 - Decoding: time to answer every question of birth_dev.tsv: factlab's `answer_questions` (median of
   `--decode-repeats` runs) against the course's loop (one question at a time, 32 full forward passes each, on the
@@ -42,10 +43,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # course_reference
-
 DATA_FILES = {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "birth_dev.tsv"}
 COURSE_SIZE = {"n_layer": 4, "n_head": 8, "n_embd": 256, "block_size": 128}
 QUICK_SIZE = {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 128}
@@ -69,16 +66,17 @@ class BudgetSpent(Exception):
 
 
 class StepClock:
-    """Sees every batch at the start of its step, through `step(x, y)`: for the course's loop a forward pre-hook
-    on the model (it calls model(x, y) once per step), for factlab's trainer a wrapper of `train.shard` (it
-    computes the loss itself and calls the possibly compiled model with x alone; every step's (x, y) passes
-    through `shard` just before). Steps before `warmup` are not counted; the window runs from the start of step
-    `warmup` to the start of the first step after the budget (or the end of training), and every step completed
-    inside it is counted."""
+    """Counts the steps between two step boundaries. For the course's loop the boundary is the start of a step,
+    seen by a forward pre-hook on the model (it calls model(x, y) once per step, `step(x, y)`); for factlab's
+    trainer it is the end of a step, seen by train()'s `on_step` callback (`step_ended(record)`): the end of one
+    step is the start of the next, so both measure whole steps, batch preparation included. The first `warmup`
+    steps are not counted; the window runs from the boundary after them to the first boundary at least `seconds`
+    later (or the end of training), and every step completed inside it is counted."""
 
-    def __init__(self, warmup: int, seconds: float, min_steps: int, device):
+    def __init__(self, warmup: int, seconds: float, min_steps: int, device, loop: str):
         from factlab.vocab import PAD_ID
 
+        self.loop = loop
         self.pad_id = PAD_ID
         self.warmup, self.seconds, self.min_steps = warmup, seconds, min_steps
         self.device = device
@@ -97,19 +95,40 @@ class StepClock:
     def forward_pre_hook(self, module, args, kwargs):
         self.step(args[0], args[1] if len(args) > 1 else kwargs["targets"])
 
-    def step(self, x, y):
-        now = self.now()
-        self._close_pending()
+    def boundary(self, now: float) -> None:
+        """A step boundary: open the window after the warm-up, or close it once the budget is spent."""
         if self.calls == self.warmup:
             self.start = now
         elif self.start is not None and now - self.start >= self.seconds and self.steps >= self.min_steps:
             self.end = now
             raise BudgetSpent
+
+    def step(self, x, y):
+        """The course's loop: a step starts with this batch."""
+        now = self.now()
+        self._close_pending()
+        self.boundary(now)
         if self.calls >= self.warmup:
             self.pending = {"target_tokens": int((y != self.pad_id).sum()),
                             "input_tokens": int((x != self.pad_id).sum()),
                             "examples": x.size(0), "positions": x.numel()}
         self.calls += 1
+
+    def begin(self) -> None:
+        """Before the first step: with no warm-up, factlab's window opens here (the course's at its first step)."""
+        if self.warmup == 0 and self.loop == "factlab":
+            self.start = self.now()
+
+    def step_ended(self, record: dict) -> None:
+        """factlab's trainer: a step ended; its record has the batch's counts (train()'s on_step)."""
+        now = self.now()
+        self.calls += 1
+        if self.calls > self.warmup:
+            batch = record["batch"]
+            self.pending = {"target_tokens": batch["targets"], "input_tokens": batch["inputs"],
+                            "examples": batch["examples"], "positions": batch["positions"]}
+            self._close_pending()
+        self.boundary(now)
 
     def _close_pending(self):
         if self.pending is not None:
@@ -149,9 +168,10 @@ def prepare(spec: dict):
     """Device, threads, corpus and model of a measurement, as its spec says."""
     import torch
 
-    import course_reference as course
-    from factlab.data import CharCorruptionDataset, read_text
+    from factlab import course_reference as course
+    from factlab.data import CharCorruptionDataset
     from factlab.experiment import ModelOptions, load_model
+    from factlab.io import read_text
     from factlab.model import GPT, GPTConfig
     from factlab.train import resolve_device
 
@@ -188,12 +208,14 @@ def target_tokens_per_pass(dataset, loop: str, seed: int) -> int:
 
 
 def training_setup(spec: dict):
-    """(device, dataset, model, batch size, run) of one training measurement: `run()` trains `model` (the
+    """(device, dataset, model, batch size, run) of one training measurement: `run(on_step)` trains `model` (the
     factlab model, or the course model with the same initial weights) on `dataset` with that loop's own code and
     the course's settings for the phase, until its epochs are done or the step clock stops it."""
-    import course_reference as course
-    from factlab.data import NameDataset, read_text
-    from factlab.train import TrainConfig, train
+    from factlab import course_reference as course
+    from factlab.data import NameDataset
+    from factlab.io import read_text
+    from factlab.recipes import Training, train_config
+    from factlab.train import train
 
     device, corpus, model = prepare(spec)
     block = model.config.block_size
@@ -203,16 +225,12 @@ def training_setup(spec: dict):
         path = Path(spec["data"]) / DATA_FILES["train"]
         dataset = NameDataset(corpus, read_text(path), source=str(path))
     if spec["loop"] == "factlab":
-        if spec["phase"] == "pretrain":
-            config = TrainConfig.course_pretrain(len(corpus), block, seed=spec["seed"], device=str(device),
-                                                 precision=spec["precision"], compile=spec["compile"])
-        else:
-            config = TrainConfig.course_finetune(len(corpus), block, pretrained=False, seed=spec["seed"],
-                                                 device=str(device), precision=spec["precision"],
-                                                 compile=spec["compile"])
+        stage = "pretrain" if spec["phase"] == "pretrain" else "scratch"
+        config = train_config(stage, Training(precision=spec["precision"], compile=spec["compile"]), len(corpus),
+                              block, seed=spec["seed"], device=str(device))
 
-        def run():
-            train(model, dataset, config, progress=False)
+        def run(on_step=None):
+            train(model, dataset, config, progress=False, on_step=on_step)
     else:
         model = course.from_factlab(model)
         if spec["phase"] == "pretrain":
@@ -221,7 +239,7 @@ def training_setup(spec: dict):
             config = course.TrainerConfig.course_finetune(len(corpus), block, pretrained=False,
                                                           num_workers=spec["course_workers"])
 
-        def run():
+        def run(on_step=None):  # the course's loop has no callback: it is seen by a forward pre-hook
             course.Trainer(model, dataset, config, device=device).train()
     return device, dataset, model, config.batch_size, run
 
@@ -231,24 +249,15 @@ def measure_training(spec: dict) -> dict:
 
     device, dataset, model, batch_size, run = training_setup(spec)
     per_pass = target_tokens_per_pass(dataset, spec["loop"], spec["seed"])
-    clock = StepClock(spec["warmup_steps"], spec["seconds"], spec["min_steps"], device)
-    if spec["loop"] == "factlab":
-        import factlab.train
-
-        shard = factlab.train.shard
-
-        def clocked_shard(x, y, where):
-            clock.step(x, y)
-            return shard(x, y, where)
-
-        factlab.train.shard = clocked_shard
-    else:
+    clock = StepClock(spec["warmup_steps"], spec["seconds"], spec["min_steps"], device, spec["loop"])
+    if spec["loop"] != "factlab":
         model.register_forward_pre_hook(clock.forward_pre_hook, with_kwargs=True)
     setup_rss = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        run()
+        clock.begin()
+        run(clock.step_ended)
         clock.finish()
     except BudgetSpent:
         pass
@@ -263,9 +272,10 @@ def measure_training(spec: dict) -> dict:
 def measure_decoding(spec: dict) -> dict:
     import torch
 
-    import course_reference as course
-    from factlab.data import parse_questions, read_text
+    from factlab import course_reference as course
+    from factlab.data import parse_questions
     from factlab.decode import MAX_ANSWER_CHARS, answer_questions, prompt_ids
+    from factlab.io import read_text
 
     device, corpus, model = prepare(spec)
     model.eval()

@@ -24,7 +24,8 @@ import torch
 
 from factlab.experiment import pretraining_dataset
 from factlab.model import GPT, GPTConfig
-from factlab.train import TrainConfig, train
+from factlab.recipes import Training, train_config
+from factlab.train import train
 
 
 def steady_tokens_per_s(metrics_path: Path, skip_steps: int) -> tuple[float, int, float]:
@@ -69,9 +70,10 @@ def main(argv=None) -> int:
                               n_embd=args.n_embd, block_size=128, dropout=args.dropout))
         # The course's 650-epoch schedule, stopped by the clock; compiling (tens of seconds) gets its own minute.
         compile_ = option.endswith("+compile")
-        config = TrainConfig.course_pretrain(len(dataset), 128, precision=option.split("+")[0], compile=compile_,
-                                             batch_size=args.batch_size,
-                                             max_minutes=(args.seconds + (60 if compile_ else 0)) / 60)
+        config = train_config("pretrain", Training(precision=option.split("+")[0], compile=compile_,
+                                                   batch_size=args.batch_size,
+                                                   max_minutes=(args.seconds + (60 if compile_ else 0)) / 60),
+                              len(dataset), 128)
         with tempfile.TemporaryDirectory() as tmp:
             metrics = Path(tmp) / "metrics.jsonl"
             train(model, dataset, config, metrics_path=metrics, progress=False)

@@ -16,7 +16,8 @@ from factlab.model import GPT, GPTConfig
 from factlab.synthetic import generate
 from factlab.train import TrainConfig, train
 
-# The course's code (benchmarks/course_reference.py) is the tests' reference too: one copy, kept with the benchmark.
+# For importing the benchmark *scripts* by module name (test_benchmarks and test_docs call their main()); the
+# course's reference code they and the tests share is a module of the package, factlab.course_reference.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 torch.set_num_threads(1)  # keep CPU use modest, and make training bit-for-bit repeatable

@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 from conftest import BLOCK, TINY, tiny_corpus
 from factlab import experiment
-from factlab.analysis import (CorpusIndex, NearestName, alternatives, analyze_answers, biography_recall,
-                              match_test, poisson_binomial_tail, question_name, recall_prompt, risk_coverage,
-                              trigrams)
+from factlab.analysis import NearestName, analyze_answers, biography_recall, recall_prompt, trigrams
+from factlab.ask import alternatives
 from factlab.cli import main
-from factlab.data import Question, parse_questions
+from factlab.data import CorpusIndex, Question, parse_questions, question_name
 from factlab.decode import Scored, answer_one_by_one, prompt_ids
+from factlab.statistics import match_test, poisson_binomial_tail, risk_coverage
+from factlab.recipes import Training
 
 OPTIONS = experiment.ModelOptions(block_size=BLOCK, dropout=0.0, **TINY)
 SCORE = re.compile(r"^Correct: (\d+) out of (\d+): ([0-9.]+)%$", re.M)
@@ -195,7 +196,7 @@ def work(tmp_path_factory):
     files["ft"] = root / "ft.params"
     torch.manual_seed(0)
     experiment.finetune("vanilla", files["wiki"], files["train"], files["ft"], OPTIONS, device="cpu",
-                        max_epochs=20, batch_size=16, learning_rate=3e-3, warmup_tokens=16 * BLOCK)
+                        training=Training(max_epochs=20, batch_size=16, learning_rate=3e-3, warmup_tokens=16 * BLOCK))
     return files
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import course_reference as course
 from conftest import BLOCK, make_model, tiny_config
+from factlab import course_reference as course
 from factlab.data import CharCorruptionDataset, NameDataset, collate
 from factlab.train import TrainConfig, train
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import course_reference as course
 from conftest import make_model, tiny_config
 from factlab import FactlabError, checkpoint
+from factlab import course_reference as course
 from factlab.decode import answer_questions, prompt_ids
 from factlab.model import GPTConfig
 from factlab.vocab import Vocab

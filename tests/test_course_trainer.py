@@ -1,4 +1,4 @@
-"""The default trainer is the course's Trainer (benchmarks/course_reference.py): the same learning rate at every
+"""The default trainer is the course's Trainer (factlab.course_reference): the same learning rate at every
 step of a 650-epoch clock, the same weight-decay groups, and, from the same weights on the same batches, the
 same parameters after k optimizer steps."""
 
@@ -9,10 +9,11 @@ import math
 import pytest
 import torch
 
-import course_reference as course
 from conftest import make_model, tiny_config
+from factlab import course_reference as course
 from factlab.data import NameDataset
 from factlab.model import GPT, GPTConfig
+from factlab.recipes import Training, train_config
 from factlab.train import TrainConfig, decay_groups, step_rate, train
 
 
@@ -31,7 +32,7 @@ def test_rate_at_every_step_of_a_650_epoch_clock_is_the_courses():
     short): factlab's rate equals the course's formula at every step, including where it rises again after
     final_tokens (epoch 200) and falls again."""
     n_documents, block = 2937, 128
-    ours = TrainConfig.course_pretrain(n_documents, block)
+    ours = train_config("pretrain", Training(), n_documents, block)
     theirs = course.TrainerConfig.course_pretrain(n_documents, block)
     per_epoch = [128] * (n_documents // 128) + [n_documents % 128]
     batch_sizes = per_epoch * 650

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from factlab import FactlabError
-from factlab.data import (CharCorruptionDataset, NameDataset, collate, length_grouped_batches, parse_questions,
-                          read_text)
+from factlab.data import CharCorruptionDataset, NameDataset, collate, length_grouped_batches, parse_questions
+from factlab.io import read_text
 from factlab.synthetic import generate
 
 PAD, MASK = "\u25a1", "\u2047"

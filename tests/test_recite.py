@@ -1,5 +1,5 @@
-"""Answering by recitation: the finetuning examples (data.RecitationDataset), the two-pass decoder
-(decode.recite_then_answer), and the checkpoint's answer format followed by finetune/evaluate/analyze/ask."""
+"""Answering by recitation: the finetuning examples (formats.RecitationDataset), the two-pass decoder
+(formats.recite_then_answer), and the checkpoint's answer format followed by finetune/evaluate/analyze/ask."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from hypothesis import given, settings, strategies as st
 from conftest import BLOCK, make_model, quick_train, tiny_config
 from factlab import FactlabError
 from factlab.cli import main
-from factlab.data import CharCorruptionDataset, RecitationDataset, recitation_prompt
-from factlab.decode import MIN_ANSWER_ROOM, answer_questions, recite_then_answer
-from factlab.experiment import ModelOptions, answer_format, finetune
+from factlab.data import CharCorruptionDataset
+from factlab.decode import answer_questions
+from factlab.experiment import ModelOptions, finetune
+from factlab.formats import (MIN_ANSWER_ROOM, RecitationDataset, checkpoint_format_name, recitation_prompt,
+                             recite_then_answer)
+from factlab.recipes import Training
 
 MASK = "\u2047"
 WIKI = ("Ab Cd. Ab Cd was born in Paris and lives in Oslo .\n"
@@ -138,7 +141,7 @@ def test_finetune_recite_end_to_end(corpus_files, tmp_path, capsys):
                  str(corpus_files["train"]), "--writing_params_path", str(params), "--answer_format", "recite",
                  "--block_size", str(BLOCK), "--n_layer", "2", "--n_head", "2", "--n_embd", "32",
                  "--max_epochs", "3", "--batch_size", "16", "--device", "cpu"]) == 0
-    assert answer_format(params) == "recite"
+    assert checkpoint_format_name(params) == "recite"
     predictions = tmp_path / "dev.predictions"
     assert main(["evaluate", "vanilla", str(corpus_files["wiki"]), "--reading_params_path", str(params),
                  "--eval_corpus_path", str(corpus_files["dev"]), "--outputs_path", str(predictions)]) == 0
@@ -180,8 +183,9 @@ def test_direct_checkpoints_answer_directly(corpus_files, tmp_path):
     """A checkpoint finetuned without --answer_format (or a course file) answers in the course's format; an
     unknown format is a one-line error before any training."""
     params = tmp_path / "direct.params"
-    finetune("vanilla", corpus_files["wiki"], corpus_files["train"], params, OPTIONS, device="cpu", max_epochs=1)
-    assert answer_format(params) == "direct"
+    finetune("vanilla", corpus_files["wiki"], corpus_files["train"], params, OPTIONS, device="cpu",
+             training=Training(max_epochs=1))
+    assert checkpoint_format_name(params) == "direct"
     with pytest.raises(FactlabError, match="--answer_format spoken: unknown"):
         finetune("vanilla", corpus_files["wiki"], corpus_files["train"], tmp_path / "x.params", OPTIONS,
                  answer_format="spoken")

@@ -18,7 +18,9 @@ from factlab.cli import main
 from factlab.data import parse_questions
 from factlab.demo import run_demo
 from factlab.model import GPT, GPTConfig, merge_heads, split_heads
-from factlab.report import Run, build_report, match_analysis, wilson_interval
+from factlab.report import build_report
+from factlab.report.runs import Run, match_analysis
+from factlab.statistics import wilson_interval
 
 # ------------------------------------------------------------------------------------------------ Wilson interval
 

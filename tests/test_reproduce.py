@@ -12,14 +12,14 @@ from factlab import FactlabError
 from factlab.checkpoint import read_config
 from factlab.cli import main
 from factlab.evaluate import london_baseline
-from factlab.experiment import ModelOptions
-from factlab.reproduce import RECIPES, DataFiles, Recipe, reproduce
+from factlab.recipes import RECIPES, ModelOptions, Recipe, Training
+from factlab.reproduce import DataFiles, reproduce
 
 TINY = Recipe("tiny", "for the tests", ModelOptions(block_size=64, n_layer=2, n_head=2, n_embd=32, bottleneck_dim=8,
                                                    dropout=0.0),
-              pretrain=dict(max_epochs=1, batch_size=32, learning_rate=3e-3),
-              finetune=dict(max_epochs=1, batch_size=32, learning_rate=1e-3),
-              scratch=dict(max_epochs=1, batch_size=32, learning_rate=1e-3))
+              pretrain=Training(max_epochs=1, batch_size=32, learning_rate=3e-3),
+              finetune=Training(max_epochs=1, batch_size=32, learning_rate=1e-3),
+              scratch=Training(max_epochs=1, batch_size=32, learning_rate=1e-3))
 
 
 def test_reproduce_all_variants(tmp_path, corpus_files):
@@ -60,9 +60,9 @@ def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):
     fast = RECIPES["cpu-fast"]
     assert (config.n_layer, config.n_embd, config.n_head) == (1, fast.model.n_embd, fast.model.n_head)
     assert info["train"]["max_epochs"] == 1
-    assert info["train"]["learning_rate"] == fast.pretrain["learning_rate"]
-    assert info["train"]["batch_size"] == fast.pretrain["batch_size"]
-    assert info["train"]["weight_decay"] == fast.pretrain["weight_decay"]
+    assert info["train"]["learning_rate"] == fast.pretrain.learning_rate
+    assert info["train"]["batch_size"] == fast.pretrain.batch_size
+    assert info["train"]["weight_decay"] == fast.pretrain.weight_decay
     assert info["train"]["precision"] == "bf16"  # recorded with the weights
     assert main(args + ["--weight_decay", "0.05"]) == 0
     assert read_config(params)[2]["train"]["weight_decay"] == 0.05
@@ -108,8 +108,8 @@ def test_reproduce_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     with monkeypatch.context() as m:
         m.setattr(factlab.train, "StopSignals", StopAtTheFirstStep)
         with pytest.raises(experiment.RunInterrupted):
-            experiment.pretrain("vanilla", files.wiki, out / "vanilla.pretrain.params", TINY.model, device="cpu",
-                                **TINY.pretrain)
+            experiment.pretrain("vanilla", files.wiki, out / "vanilla.pretrain.params", TINY.model, TINY.pretrain,
+                                device="cpu")
     assert state.load(state.state_path(out / "vanilla.pretrain.params"))["steps"] == 1
     said = []
     rows = reproduce(files, out, TINY, variants=("vanilla",), device="cpu", log=said.append, resume=True)

@@ -82,21 +82,6 @@ def test_time_limited_run_ends_on_the_decayed_rate(tmp_path, finetune_ds, vocab)
     assert rates[-1] < 0.2e-3  # by tokens alone it would still be at the 1e-3 peak
 
 
-def test_course_hyperparameters():
-    """Defaults equal the course's run.py: pretrain 650 epochs, batch 128, lr 6e-3; finetune 75 epochs from
-    scratch or 10 after pretraining, batch 256, lr 6e-4; warmup 512*20 tokens; final 200 * N * block tokens."""
-    pre = TrainConfig.course_pretrain(n_documents=1000, block_size=128)
-    assert (pre.max_epochs, pre.batch_size, pre.learning_rate) == (650, 128, 6e-3)
-    assert (pre.warmup_tokens, pre.final_tokens) == (512 * 20, 200 * 1000 * 128)
-    assert (pre.betas, pre.weight_decay, pre.grad_norm_clip) == ((0.9, 0.95), 0.1, 1.0)
-    for pretrained, epochs in ((False, 75), (True, 10)):
-        fine = TrainConfig.course_finetune(1000, 128, pretrained=pretrained)
-        assert (fine.max_epochs, fine.batch_size, fine.learning_rate) == (epochs, 256, 6e-4)
-        assert (fine.warmup_tokens, fine.final_tokens) == (512 * 20, 200 * 1000 * 128)
-    assert TrainConfig.course_pretrain(10, 64, max_epochs=2, seed=3).max_epochs == 2
-    assert TrainConfig.course_pretrain(10, 64, decay_epochs=350).final_tokens == 350 * 10 * 64
-
-
 def dataset_loss(model, dataset) -> float:
     model.eval()
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""What the model knows: per-question answer analysis, risk–coverage, and single questions (`factlab ask`).
+"""What the model knows: the per-answer records of `factlab analyze`, their summary, and its JSON (`factlab ask`,
+one question at a time, is ask.py).
 
 `factlab analyze` answers an evaluation file greedily (the answers `factlab evaluate` gives) with the decoder's
 probabilities, and looks each person up in the pretraining corpus.
@@ -16,7 +17,7 @@ Definitions
 - **confidence**: the probability of the greedy answer, p(answer characters and the closing ⁇ | question ⁇);
   for a model finetuned to recite (`--answer_format recite`), the probability of writing the place twice:
   p(the recitation's last len(answer) characters | what precedes them) · p(answer and ⁇ | NAME. recitation ⁇)
-  (`decode.recite_then_answer`).
+  (`formats.recite_then_answer`; each format's `confidence` says it in words).
   **first_char_prob**: the probability of its first character (of the ⁇ for an empty answer).
 - **recitation** (recite models only): the biography the model wrote after "NAME." before answering;
   **gold_in_recitation**: the gold place occurs in it.
@@ -28,7 +29,7 @@ Definitions
   (a) `expected_train_frequencies`: wrong answers drawn independently from the training answer frequencies,
       mean over the questions of f_train(nearest answer); p-value from the exact Poisson-binomial tail;
   (b) `expected_permutation`: the model's own wrong answers shuffled among the same questions (keeps how often
-      it says each place), exact expectation; p-value from 10,000 seeded permutations.
+      it says each place), exact expectation; p-value from 10,000 seeded permutations (`statistics.match_test`).
 - **recall** (with `--recall_params_path PRETRAINED`): does the pretrained model, reading the person's
   document up to the first occurrence of the gold place (name occurrences skipped, the first document where
   prompt and place fit in the block), continue it greedily with exactly that place? `recall_probed` is False when
@@ -42,7 +43,7 @@ Definitions
   `accuracy_at_50_best` is what the best order gives there, min(correct, ceil(n/2)) / ceil(n/2), and
   `correct_in_top_half` how many correct answers the confidence ranks in that half. While accuracy is at most
   50%, accuracy at 50% coverage is at most twice the full accuracy, with equality only when every correct answer
-  is in the confident half.
+  is in the confident half (`statistics.risk_coverage`).
 
 JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "factlab-analysis-1")
 -----------------------------------------------------------------------------------------------
@@ -85,24 +86,20 @@ JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "fact
 from __future__ import annotations
 
 import json
-import math
-import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from . import FactlabError, experiment
-from .io import write_text_atomic
-from .data import CorpusIndex, Question, question_name, read_text
-from .decode import MAX_ANSWER_CHARS, Scored, answer_prompt, answer_questions, next_token_probs, recite_then_answer
-from .vocab import MASK_CHAR, MASK_ID, PAD_CHAR
+from .data import CorpusIndex, Question, question_name
+from .decode import Scored, answer_questions
+from .formats import DIRECT, RECITE, checkpoint_format
+from .io import read_text, write_text_atomic
+from .statistics import match_test, mean_or_none, proportion, risk_coverage
 
 SCHEMA = "factlab-analysis-1"
 DOCUMENT_RULE = "the wiki.txt lines that start with 'NAME.'; a place occurs if it occurs in any of them"
 SIMILARITY = "Jaccard similarity of character trigram sets of ' name ' (lowercased)"
-PERMUTATIONS = 10_000
 TOP = 10
 
 
@@ -132,87 +129,7 @@ class NearestName:
         return self.names[best], self.answers[best], similarity
 
 
-# ---------------------------------------------------------------- summaries
-
-
-def _rate(correct: int, n: int) -> float | None:
-    return correct / n if n else None
-
-
-def split(records: list[dict], key: str) -> dict:
-    out = {}
-    for value in (True, False):
-        group = [r for r in records if r[key] is value]
-        correct = sum(r["correct"] for r in group)
-        out[str(value).lower()] = {"n": len(group), "correct": correct, "accuracy": _rate(correct, len(group))}
-    return out
-
-
-def risk_coverage(confidences: list[float], correct: list[bool]) -> dict:
-    """Accuracy among the k most confident answers for every k, AURC, and accuracy at 50% coverage."""
-    n = len(confidences)
-    if n == 0:
-        raise ValueError("risk-coverage of no questions")
-    order = sorted(range(n), key=lambda i: (-confidences[i], i))
-    hits = np.cumsum([bool(correct[i]) for i in order])
-    k = np.arange(1, n + 1)
-    accuracy = hits / k
-    total = int(hits[-1])
-    oracle = np.where(k <= total, 0.0, (k - total) / k)
-    half = math.ceil(n / 2)
-    # No order can put more than min(total, half) correct answers in the confident half. While accuracy is at most
-    # 50%, that makes 2x the ceiling of accuracy_at_50 / accuracy_full, reached only when every correct answer is
-    # ranked in that half: `correct_in_top_half` out of `total` says how close a confidence comes.
-    return {
-        "coverage": (k / n).tolist(),
-        "accuracy": accuracy.tolist(),
-        "aurc": float(np.mean(1 - accuracy)),
-        "aurc_random": 1 - total / n,
-        "aurc_oracle": float(np.mean(oracle)),
-        "accuracy_at_50": float(accuracy[half - 1]),
-        "accuracy_full": total / n,
-        "threshold_at_50": float(confidences[order[half - 1]]),
-        "accuracy_at_50_best": min(total, half) / half,
-        "correct_in_top_half": int(hits[half - 1]),
-    }
-
-
-def poisson_binomial_tail(probs: list[float], k: int) -> float:
-    """P(X >= k) for X a sum of independent Bernoulli(p_i)."""
-    dist = np.zeros(len(probs) + 1)
-    dist[0] = 1.0
-    for p in probs:
-        dist[1:] = dist[1:] * (1 - p) + dist[:-1] * p
-        dist[0] *= 1 - p
-    return float(min(1.0, dist[k:].sum()))
-
-
-def match_test(predictions: list[str], nearest: list[str], train_freq: dict[str, float], seed: int = 0,
-               permutations: int = PERMUTATIONS) -> dict:
-    """How often prediction == nearest answer, against the two baselines of the module docstring."""
-    n = len(predictions)
-    matches = sum(p == q for p, q in zip(predictions, nearest))
-    result = {"n": n, "matches": matches, "rate": _rate(matches, n), "expected_train_frequencies": None,
-              "p_value_train_frequencies": None, "expected_permutation": None, "p_value_permutation": None,
-              "permutations": permutations}
-    if n == 0:
-        return result
-    chance = [train_freq.get(q, 0.0) for q in nearest]
-    pred_count, near_count = Counter(predictions), Counter(nearest)
-    result["expected_train_frequencies"] = sum(chance) / n
-    result["p_value_train_frequencies"] = poisson_binomial_tail(chance, matches)
-    result["expected_permutation"] = sum(c * near_count[p] for p, c in pred_count.items()) / n / n
-    codes = {p: i for i, p in enumerate(set(predictions) | set(nearest))}
-    pred = np.array([codes[p] for p in predictions])
-    near = np.array([codes[q] for q in nearest])
-    rng = np.random.default_rng(seed)
-    at_least = 0
-    for start in range(0, permutations, 1000):
-        rows = min(1000, permutations - start)
-        shuffled = rng.permuted(np.tile(pred, (rows, 1)), axis=1)
-        at_least += int(((shuffled == near).sum(axis=1) >= matches).sum())
-    result["p_value_permutation"] = (1 + at_least) / (1 + permutations)
-    return result
+# ---------------------------------------------------------------- recall by the pretrained model
 
 
 def recall_prompt(index: CorpusIndex, name: str | None, place: str, block_size: int) -> str | None:
@@ -238,6 +155,19 @@ def biography_recall(model, vocab, index: CorpusIndex, questions: list[Question]
         for (k, _, place), text in zip(probes, continued):
             recalled[k] = text.startswith(place)
     return recalled
+
+
+# ---------------------------------------------------------------- records and their summary
+
+
+def split(records: list[dict], key: str) -> dict:
+    """Accuracy among the records whose `key` is true, and among those where it is false."""
+    out = {}
+    for value in (True, False):
+        group = [r for r in records if r[key] is value]
+        correct = sum(r["correct"] for r in group)
+        out[str(value).lower()] = {"n": len(group), "correct": correct, "accuracy": proportion(correct, len(group))}
+    return out
 
 
 def analyze_answers(questions: list[Question], scored: list[Scored], index: CorpusIndex,
@@ -285,8 +215,8 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
         "n": len(records), "correct": correct, "accuracy": correct / len(records),
         "by": {key: split(records, key) for key in ("name_in_corpus", "gold_in_doc", "prediction_in_doc")},
         "confidence": {
-            "mean_correct": _mean([r["confidence"] for r in records if r["correct"]]),
-            "mean_wrong": _mean([r["confidence"] for r in wrong]),
+            "mean_correct": mean_or_none([r["confidence"] for r in records if r["correct"]]),
+            "mean_wrong": mean_or_none([r["confidence"] for r in wrong]),
             "median": float(np.median(confidences)),
         },
         "distinct_predictions": len({r["prediction"] for r in records}),
@@ -310,10 +240,6 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
             "risk_coverage": risk_coverage(confidences, [r["correct"] for r in records])}
 
 
-def _mean(values: list[float]) -> float | None:
-    return float(np.mean(values)) if values else None
-
-
 # ---------------------------------------------------------------- factlab analyze
 
 
@@ -329,8 +255,7 @@ def format_summary(result: dict) -> str:
     s, rc = result["summary"], result["risk_coverage"]
     lines = [f"Correct: {s['correct']} out of {s['n']}: {100.0 * s['correct'] / s['n']}%"]
     c = s["confidence"]
-    what = ("the place written in the recitation and as the answer" if "gold_in_recitation" in s["by"]
-            else "the answer and its closing ⁇")
+    what = (RECITE if "gold_in_recitation" in s["by"] else DIRECT).confidence  # only recite records recitations
     lines.append(f"confidence (probability of {what}): mean {_fmt(c['mean_correct'])} when "
                  f"correct, {_fmt(c['mean_wrong'])} when wrong; median {_fmt(c['median'])}")
     lines.append(f"accuracy at 50% coverage: {_pct(rc['accuracy_at_50'])} (full coverage {_pct(rc['accuracy_full'])}"
@@ -381,7 +306,7 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
              if train_corpus_path is not None else None)
     scored, recitations = experiment.answer(model, corpus.vocab, questions, device, with_scores=True,
-                                            answer_format=experiment.answer_format(reading_params_path))
+                                            answer_format=checkpoint_format(reading_params_path))
     index = CorpusIndex(read_text(corpus_path))
     recalled = None
     if recall_params_path is not None:
@@ -398,129 +323,3 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     if outputs_path is not None:
         write_text_atomic(outputs_path, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
     return result
-
-
-# ---------------------------------------------------------------- factlab ask
-
-
-@dataclass(frozen=True)
-class Asked:
-    question: str
-    name: str | None
-    answer: Scored
-    alternatives: list[tuple[str, float, bool]]  # (answer, probability, in the person's document), likeliest first
-    documents: list[str]
-    name_in_corpus: bool
-    places_in_doc: list[str]  # known places (training answers) named in the person's documents
-    recitation: str | None = None  # what a recite model wrote after "NAME." before answering
-
-
-def alternatives(model, vocab, prompt: list[int], k: int) -> list[tuple[str, float]]:
-    """The k most probable first characters, each continued greedily: (answer, p(first) · p(rest and ⁇))."""
-    probs = next_token_probs(model, prompt)
-    top = probs.topk(min(k, len(probs)))
-    out, branches = [], []
-    for p, token in zip(top.values.tolist(), top.indices.tolist()):
-        if token == MASK_ID:
-            out.append(("", p))  # the answer is closed at once: empty
-        elif len(prompt) + 1 <= model.config.block_size:
-            branches.append((p, token))
-    if branches:
-        continued = answer_questions(model, vocab, [prompt + [t] for _, t in branches],
-                                     max_chars=MAX_ANSWER_CHARS - 1, with_scores=True)
-        out += [(vocab.decode([t]) + c.answer, p * c.prob) for (p, t), c in zip(branches, continued)]
-    return sorted(out, key=lambda a: -a[1])
-
-
-class Asker:
-    """A loaded model and corpus, answering one question at a time."""
-
-    def __init__(self, corpus_path, reading_params_path, variant: str | None, options, device: str = "auto",
-                 train_corpus_path=None):
-        variant = variant or experiment.checkpoint_variant(reading_params_path)
-        self.model, corpus = experiment.load_model(reading_params_path, variant, corpus_path, options)
-        self.model.to(experiment.resolve_device(device))
-        self.vocab, self.variant = corpus.vocab, variant
-        self.answer_format = experiment.answer_format(reading_params_path)
-        self.index = CorpusIndex(read_text(corpus_path))
-        self.places = []
-        if train_corpus_path is not None:
-            train = experiment.read_questions(train_corpus_path, require_answers=True)
-            self.places = sorted({q.answer for q in train}, key=lambda p: (-len(p), p))
-
-    def ask(self, question: str, k: int = 5) -> Asked:
-        question = question.strip()
-        if not question:
-            raise FactlabError("empty question")
-        for special in (PAD_CHAR, MASK_CHAR):
-            if special in question:
-                raise FactlabError(f"question: contains the reserved character {special!r}")
-        recitation = None
-        prompt = experiment.prompt_for(self.vocab, question, "question", self.answer_format,
-                                       self.model.config.block_size)
-        if self.answer_format == "recite":
-            (recitation,), (answer,) = recite_then_answer(self.model, self.vocab, [prompt], with_scores=True)
-            prompt = answer_prompt(self.vocab, prompt, recitation)  # the alternatives come after the recitation
-        else:
-            answer = answer_questions(self.model, self.vocab, [prompt], with_scores=True)[0]
-        name = question_name(question)
-        docs = self.index.documents_of(name)
-        places = [p for p in self.places if self.index.place_in_documents(p, name)]
-        places = [p for p in places if not any(p != q and p in q for q in places)]  # "York" inside "New York"
-        others = [(text, p, self.index.place_in_documents(text, name))
-                  for text, p in alternatives(self.model, self.vocab, prompt, k)]
-        return Asked(question, name, answer, others, docs, self.index.mentions(name), places, recitation)
-
-
-def format_asked(a: Asked, corpus_name: str) -> str:
-    s = a.answer
-    lines = [a.question] + ([f"  recitation: {a.name}.{a.recitation}"] if a.recitation is not None else [])
-    of = " (of the place, recited and answered)" if a.recitation is not None else ""
-    lines.append(f"  answer: {s.answer or '(empty)'}   probability{of} {s.prob:.4g} (first character "
-                 f"{s.first_char_prob:.4g})" + ("" if s.closed else f"; not closed by ⁇ within {MAX_ANSWER_CHARS} "
-                                                                     "characters"))
-    after = " after the recitation" if a.recitation is not None else ""
-    lines.append(f"  alternatives ({len(a.alternatives)} likeliest first characters{after}, each continued greedily):")
-    for text, p, in_doc in a.alternatives:
-        where = "   [in the person's document]" if in_doc else ""
-        lines.append(f"    {p:8.4g}  {text or '(empty)'}{where}")
-    if a.name is None:
-        lines.append("  corpus: not a 'Where was NAME born?' question; no corpus lookup")
-    elif not a.name_in_corpus:
-        lines.append(f"  corpus: {a.name!r} does not occur in {corpus_name}")
-    else:
-        lines.append(f"  corpus: {a.name!r} occurs in {corpus_name}; {len(a.documents)} document(s) start with it")
-        for doc in a.documents:
-            lines.append(f"    {doc[:160] + ('…' if len(doc) > 160 else '')}")
-        if a.places_in_doc:
-            lines.append("  places of the training answers named there: " + ", ".join(a.places_in_doc))
-    return "\n".join(lines)
-
-
-def run_ask(corpus_path, reading_params_path, question: str | None, variant: str | None, options,
-            device: str = "auto", train_corpus_path=None, k: int = 5, stdin=None, out=print) -> int:
-    """Answer one question, or every line of stdin until EOF (a bad line prints one error and is skipped).
-    Returns the exit status: 0, or 2 if some question of stdin could not be asked."""
-    if k < 1:
-        raise FactlabError(f"--top_k {k}: give at least 1 alternative")
-    asker = Asker(corpus_path, reading_params_path, variant, options, device, train_corpus_path)
-    corpus_name = Path(corpus_path).name
-    if question is not None:
-        out(format_asked(asker.ask(question, k), corpus_name))
-        return 0
-    stdin = stdin or sys.stdin
-    interactive = stdin.isatty()
-    status = 0
-    while True:
-        if interactive:
-            print("question> ", end="", file=sys.stderr, flush=True)
-        line = stdin.readline()
-        if not line:
-            return status
-        if not line.strip():
-            continue
-        try:
-            out(format_asked(asker.ask(line, k), corpus_name))
-        except FactlabError as err:
-            print(f"factlab: error: {err}", file=sys.stderr)
-            status = 2

@@ -1,12 +1,17 @@
-"""The `factlab` command. Its verbs are the experiment's steps, with the course's arguments, so
-`python src/run.py pretrain vanilla wiki.txt --writing_params_path ...` becomes `factlab pretrain vanilla wiki.txt ...`.
+"""factlab: teach small transformers facts and measure what they learned.
+
+The verbs are the steps of the CS224N experiment and take the course's arguments: `python src/run.py pretrain
+vanilla wiki.txt --writing_params_path P` becomes `factlab pretrain vanilla wiki.txt --writing_params_path P`.
+`factlab VERB --help` lists a verb's options.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
+from dataclasses import fields
 
 import torch
 
@@ -14,7 +19,9 @@ from . import FactlabError, __version__, experiment
 from .evaluate import report
 from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
-from .reproduce import RECIPES, DataFiles, reproduce
+from .formats import FORMATS
+from .recipes import RECIPES, ModelOptions, Training, recipe
+from .reproduce import DataFiles, reproduce
 from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, ranks
 
 
@@ -47,8 +54,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--replay_rates", metavar="METRICS", help="take each step's learning rate from a run's "
                    "PARAMS.metrics.jsonl, for as many steps as it records: with the same seed and options but "
                    "without --max_minutes, it replays a time-limited run exactly")
-    g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save; the "
-                   "cosine follows the clock if that is further along than the tokens, so it ends decayed")
+    g.add_argument("--max_minutes", type=float, help="stop after this wall-clock time and still save (under "
+                   "--lr_schedule floor the cosine follows the clock when that is further along than the tokens)")
     g.add_argument("--resume", action="store_true", help="continue the run from its training state "
                    "WRITING_PARAMS_PATH.state (saved every --save_every_minutes and when the run stops)")
     g.add_argument("--save_every_minutes", type=float, default=10.0, metavar="M",
@@ -59,8 +66,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tb_expt_name", help="also write the per-step metrics for TensorBoard to "
                    "expt/VERB/NAME_VARIANT (the course's `tensorboard --logdir expt/`; needs the tensorboard "
                    "extra); PARAMS.metrics.jsonl is written either way")
-    g.add_argument("--recipe", choices=RECIPES, help="a named option set (see `factlab reproduce --help`); "
-                   "options given here override its values")
+    g.add_argument("--recipe", choices=RECIPES, help="a named option set (default: course; `factlab reproduce "
+                   "--help` lists them); options given here override its values")
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -72,7 +79,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="factlab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="factlab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"factlab {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -105,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--writing_params_path", required=True)
         if verb == "finetune":
             p.add_argument("--finetune_corpus_path", required=True)
-            p.add_argument("--answer_format", choices=experiment.ANSWER_FORMATS,
+            p.add_argument("--answer_format", choices=FORMATS,
                            help="direct (default, the course's): 'question⁇answer⁇'; recite: 'NAME.' + the "
                                 "person's biography up to the place + '⁇answer⁇', so the model answers by reciting "
                                 "what it memorised (the checkpoint records it; evaluate follows it)")
@@ -133,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs_path")
 
     p = verbs.add_parser("reproduce", help="the whole experiment under a recipe: London, no pretraining, pretrain + "
-                         "finetune per variant, with a results table", description=reproduce_doc())
+                         "finetune per variant, with a results table", description=reproduce_doc(),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True, help="holds wiki.txt, birth_places_train.tsv, birth_dev.tsv "
                    "(and birth_test_inputs.tsv, answered too when present)")
     p.add_argument("--out_dir", required=True, help="checkpoints, predictions, results.md and results.json go here")
@@ -160,33 +169,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def reproduce_doc() -> str:
-    lines = ["Runs the London baseline and, for each variant, finetuning without pretraining and pretraining + "
-             "finetuning; answers dev (and test) questions; writes results.md and results.json. Recipes:"]
-    return "\n".join(lines + [f"  {name}: {r.description}" for name, r in RECIPES.items()])
+    """reproduce's description, one paragraph per recipe (docs/recipes.md has what each measured)."""
+    text = ("Runs the London baseline and, for each variant, finetuning without pretraining and pretraining + "
+            "finetuning; answers the dev questions (and the test inputs); writes results.md and results.json.")
+    recipes = [textwrap.fill(f"{name}: {r.description}", 100, initial_indent="  ", subsequent_indent="    ",
+                             break_on_hyphens=False)
+               for name, r in RECIPES.items()]
+    return "\n".join([textwrap.fill(text, 100), "", "recipes:", *recipes])
 
 
-def training_overrides(args, lr_alias: str, recipe_defaults: dict | None = None) -> dict:
-    names = ("max_epochs", "batch_size", "warmup_tokens", "final_tokens", "weight_decay", "max_minutes",
-             "precision", "answer_format", "lr_schedule", "weight_decay_groups", "max_steps", "replay_rates")
-    overrides = dict(recipe_defaults or {})
-    overrides.update({n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
-    if args.compile:
-        overrides["compile"] = True
+def training_options(args, lr_alias: str) -> Training:
+    """The training settings the command line gives (None where it gives none)."""
     lr = args.learning_rate if args.learning_rate is not None else getattr(args, lr_alias)
-    if lr is not None:
-        overrides["learning_rate"] = lr
-    return overrides
+    given = {f.name: getattr(args, f.name, None) for f in fields(Training)}
+    return Training(**{**given, "learning_rate": lr, "compile": args.compile or None})
 
 
-def model_options(args) -> experiment.ModelOptions:
-    asked = experiment.ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd, args.bottleneck_dim,
-                                    args.dropout)
-    recipe = RECIPES[args.recipe] if getattr(args, "recipe", None) else None
-    return recipe.model.overridden_by(asked) if recipe else asked
+def model_options(args) -> ModelOptions:
+    """The model sizes the command line gives (None where it gives none: the checkpoint's, else the course's)."""
+    return ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd, args.bottleneck_dim, args.dropout)
 
 
-def recipe_training(args, stage: str) -> dict:
-    return getattr(RECIPES[args.recipe], stage) if getattr(args, "recipe", None) else {}
+def resolved(args, stage: str) -> tuple[ModelOptions, Training]:
+    """The model and training of a training command: the recipe's (the course's without --recipe) with the
+    command line's options on top, as `factlab reproduce` resolves a recipe."""
+    lr_alias = "pretrain_lr" if stage == "pretrain" else "finetune_lr"
+    return recipe(args.recipe).resolved(stage, model_options(args), training_options(args, lr_alias))
 
 
 def run_control(args) -> experiment.RunControl:
@@ -198,15 +206,18 @@ def run_control(args) -> experiment.RunControl:
 def run(args) -> int | None:
     started = time.perf_counter()
     if args.verb == "pretrain":
-        result = experiment.pretrain(args.variant, args.pretrain_corpus_path, args.writing_params_path,
-                                     model_options(args), seed=args.seed, device=args.device,
-                                     control=run_control(args), **training_overrides(args, "pretrain_lr", recipe_training(args, "pretrain")))
+        options, training = resolved(args, "pretrain")
+        result = experiment.pretrain(args.variant, args.pretrain_corpus_path, args.writing_params_path, options,
+                                     training, seed=args.seed, device=args.device, control=run_control(args))
     elif args.verb == "finetune":
+        stage = "finetune" if args.reading_params_path else "scratch"
+        options, training = resolved(args, stage)
+        chosen = recipe(args.recipe)
+        answer_format = args.answer_format or (chosen.answer_format if stage == "finetune" else "direct")
         result = experiment.finetune(args.variant, args.pretrain_corpus_path, args.finetune_corpus_path,
-                                     args.writing_params_path, model_options(args), args.reading_params_path,
+                                     args.writing_params_path, options, args.reading_params_path, training,
                                      seed=args.seed, device=args.device, drop_non_ascii=args.drop_non_ascii,
-                                     control=run_control(args), **training_overrides(args, "finetune_lr", recipe_training(
-                                         args, "finetune" if args.reading_params_path else "scratch")))
+                                     answer_format=answer_format, control=run_control(args))
     elif args.verb == "evaluate":
         evaluation = experiment.evaluate(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                                          args.eval_corpus_path, model_options(args), args.outputs_path,
@@ -226,7 +237,7 @@ def run(args) -> int | None:
         print(format_summary(result) + (f"\nwrote {args.outputs_path}" if args.outputs_path else ""))
         return
     elif args.verb == "ask":
-        from .analysis import run_ask
+        from .ask import run_ask
 
         words = args.words
         variant = words.pop(0) if len(words) >= 2 and words[0] in VARIANTS else None

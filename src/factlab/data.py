@@ -1,4 +1,5 @@
-"""Reading the corpus and question files, the two course datasets, and padding-free batching.
+"""The corpus and question files parsed, the corpus indexed by title, the two course datasets, and padding-free
+batching. (Files are read by io.read_text; the recite format's dataset is formats.RecitationDataset.)
 
 Course contracts kept: `CharCorruptionDataset(data, block_size)` and `NameDataset(pretraining_dataset, data)`
 expose `stoi`/`itos`, and `ds[i]` returns (x, y) LongTensors padded to block_size - 1.
@@ -12,30 +13,11 @@ import random
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from . import FactlabError
 from .vocab import MASK_CHAR, PAD_CHAR, PAD_ID, Vocab
-
-
-def read_text(path: str | Path) -> str:
-    """A whole UTF-8 file; a missing, unreadable or empty file raises FactlabError naming it."""
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise FactlabError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise FactlabError(f"{path}: is a directory, expected a text file") from None
-    except UnicodeDecodeError as err:
-        raise FactlabError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise FactlabError(f"{path}: cannot read ({err.strerror})") from None
-    if not text.strip():
-        raise FactlabError(f"{path}: file is empty")
-    return text
 
 
 @dataclass(frozen=True)
@@ -200,7 +182,8 @@ class NameDataset:
             self._encoded.append((len(prompt) - 1, ids))  # targets before the completion's first character: unscored
 
     def texts(self, q: Question) -> tuple[str, str]:
-        """(prompt, what the model learns to write after it)."""
+        """(prompt, what the model learns to write after it): the direct format's; formats.RecitationDataset
+        gives the recite format's."""
         return q.question, MASK_CHAR + q.answer + MASK_CHAR
 
     def __len__(self) -> int:
@@ -218,35 +201,6 @@ class NameDataset:
         x, y = course_pair(ids, self.block_size)
         y[:unscored] = PAD_ID
         return x, y
-
-
-def recitation_prompt(question: str, where: str) -> str:
-    """`NAME.`, the opening of NAME's biography, for the question "Where was NAME born?"."""
-    name = question_name(question)
-    if name is None:
-        raise FactlabError(f"{where}: answering by recitation needs questions of the form 'Where was NAME born?'")
-    return name + "."
-
-
-class RecitationDataset(NameDataset):
-    """Finetuning to answer by recitation: x = `NAME.` + the person's biography up to the first mention of the
-    place + `⁇place⁇`, loss on everything after `NAME.`.
-
-    The prompt is the biography's own opening at position 0, exactly where pretraining saw it, so the model
-    recites what it memorised and then names the place from its own recitation. People whose biography does not
-    mention the place early enough to fit in the block learn `NAME.⁇place⁇` (no recitation)."""
-
-    def __init__(self, pretraining_dataset: CharCorruptionDataset, data: str, source: str = "questions",
-                 drop_non_ascii: bool = False):
-        self.index = CorpusIndex("\n".join(pretraining_dataset.data))
-        super().__init__(pretraining_dataset, data, source, drop_non_ascii)
-
-    def texts(self, q: Question) -> tuple[str, str]:
-        prompt = recitation_prompt(q.question, q.where)
-        # the whole example, `NAME.` + recitation + `⁇place⁇`, must fit in the block
-        found = self.index.place_in_document(prompt[:-1], q.answer, self.block_size - len(q.answer) - 2)
-        recited = found[0][len(prompt) : found[1] + len(q.answer)] if found else ""
-        return prompt, recited + MASK_CHAR + q.answer + MASK_CHAR
 
 
 def collate(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Greedy answers to questions: `question⁇` is the prompt, the answer is the text generated before the next ⁇.
+"""Greedy decoding: a prompt's answer is the text generated after it before the next ⁇; for the course's
+questions the prompt is `question⁇` (`prompt_ids`). What an answer format reads and writes is formats.py's.
 
 `answer_questions` decodes a whole batch at once with a key/value cache: prompts are padded on the right, each
 sequence writes its new token at its own position, and decoding stops as soon as every answer is closed (the
@@ -23,7 +24,6 @@ from .model import GPT, KVCache
 from .vocab import MASK_CHAR, MASK_ID, PAD_ID, Vocab
 
 MAX_ANSWER_CHARS = 32  # the course samples 32 characters after the prompt
-MIN_ANSWER_ROOM = 16  # positions left for the answer after a cut recitation: the longest training place fits
 
 
 def prompt_ids(vocab: Vocab, question: str, where: str = "question") -> list[int]:
@@ -100,39 +100,6 @@ def answer_questions(model: GPT, vocab: Vocab, prompts: list[list[int]], max_cha
         for i, answer in zip(chunk, batch):
             answers[i] = answer
     return answers
-
-
-def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_scores: bool = False
-                       ) -> tuple[list[str], list[str] | list[Scored]]:
-    """Two greedy passes: the recitation (up to the first ⁇), then the answer after `prompt recitation ⁇`.
-    Returns the recitations and the answers. A recitation that fills the block (it never closed) is cut to leave
-    MIN_ANSWER_ROOM positions.
-
-    With `with_scores`, `Scored` answers whose probability is that of writing the place twice: the recitation's
-    last len(answer) characters (where a recitation names the place, as the model was finetuned to) times the
-    answer and its ⁇ after the recitation. The second factor alone says little, since copying a place just
-    written is easy whether or not the model knew it; the first says how sure the model was when it recalled it.
-    The first-character probability stays the answer's."""
-    block = model.config.block_size
-    recitations = answer_questions(model, vocab, prompts, max_chars=block)
-    for i, (p, r) in enumerate(zip(prompts, recitations)):
-        if len(p) + len(r) + 1 >= block:
-            recitations[i] = r[: block - MIN_ANSWER_ROOM - len(p)]
-    second = [answer_prompt(vocab, p, r) for p, r in zip(prompts, recitations)]
-    answers = answer_questions(model, vocab, second, with_scores=with_scores)
-    if not with_scores:
-        return recitations, answers
-    recited = token_logprobs(model, [s[:-1] for s in second], [len(p) for p in prompts])
-    scored = []
-    for a, lps in zip(answers, recited):
-        tail = lps[max(0, len(lps) - len(a.answer)):] if a.answer else []
-        scored.append(Scored(a.answer, a.logprob + sum(tail), a.first_char_prob, a.closed))
-    return recitations, scored
-
-
-def answer_prompt(vocab: Vocab, prompt: list[int], recitation: str) -> list[int]:
-    """What a recite model reads before its answer: `NAME.`, its recitation, then ⁇."""
-    return prompt + vocab.encode(recitation) + [MASK_ID]
 
 
 @torch.no_grad()

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import experiment, synthetic
-from .reproduce import FACTLAB_TRAINER, DataFiles, Recipe, reproduce
+from . import synthetic
+from .recipes import DEMO, DEMO_QUICK, Recipe
+from .reproduce import DataFiles, reproduce
 
 
 @dataclass(frozen=True)
@@ -22,37 +23,17 @@ class DemoSize:
     recipe: Recipe
 
 
-def demo_recipe(name: str, n_documents: int, model: experiment.ModelOptions, pretrain: dict, finetune: dict,
-                scratch_epochs: int) -> Recipe:
-    # The cosine spans the whole run (the course's final_tokens covers only 200 of its 650 epochs). Finetuning
-    # without pretraining has more to learn, so it runs longer, as in the course (75 vs 10 epochs).
-    # factlab's schedule and decay groups, as when the demo's settings were chosen.
-    final_tokens = pretrain["max_epochs"] * n_documents * (model.block_size - 1)
-    finetune = {**finetune, **FACTLAB_TRAINER}
-    return Recipe(name, "factlab demo", model, {**pretrain, "final_tokens": final_tokens, **FACTLAB_TRAINER},
-                  finetune, {**finetune, "max_epochs": scratch_epochs})
-
-
-# Chosen on the synthetic dev set of seed 0 (README, "what was tried"): 300 people need about 300 passes over
-# their biographies before a 4-layer, 128-wide model recalls their birthplaces; finetuning stays short, since
-# ~200 questions teach the question format but are memorised instead if training goes on.
 FULL = DemoSize(
     n_people=300,
     bios_per_person=1,
     dev_fraction=0.3,  # 90 dev questions: with 60, one place's share of the dev split swings the baselines
-    recipe=demo_recipe("demo", 300, experiment.ModelOptions(block_size=128, n_layer=4, n_head=4, n_embd=128,
-                                                            dropout=0.0),
-                       pretrain=dict(max_epochs=300, batch_size=16, learning_rate=2e-3),
-                       finetune=dict(max_epochs=4, batch_size=32, learning_rate=6e-4), scratch_epochs=20),
+    recipe=DEMO,
 )
 QUICK = DemoSize(  # for the tests: the same pipeline, smaller and shorter
     n_people=100,
     bios_per_person=2,
     dev_fraction=0.2,
-    recipe=demo_recipe("demo-quick", 200, experiment.ModelOptions(block_size=128, n_layer=2, n_head=2, n_embd=64,
-                                                                  dropout=0.0),
-                       pretrain=dict(max_epochs=10, batch_size=32, learning_rate=2e-3),
-                       finetune=dict(max_epochs=2, batch_size=32, learning_rate=6e-4), scratch_epochs=2),
+    recipe=DEMO_QUICK,
 )
 
 

@@ -6,45 +6,20 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from . import FactlabError, checkpoint, state
-from .data import CharCorruptionDataset, NameDataset, RecitationDataset, parse_questions, read_text, recitation_prompt
-from .decode import Scored, answer_questions, prompt_ids, recite_then_answer
+from . import FactlabError, checkpoint, formats, state
+from .data import CharCorruptionDataset, parse_questions
+from .decode import Scored
 from .evaluate import Abstention, Score, abstain, london_baseline, score, write_predictions
+from .formats import DIRECT, AnswerFormat, checkpoint_format
+from .io import make_parent, read_text
 from .model import GPT, GPTConfig
-from .io import make_parent
+from .recipes import ModelOptions, Training, train_config
 from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
-
-# How a finetuned model answers "Where was NAME born?": "direct", the course's `question⁇answer⁇`; or "recite",
-# `NAME.` + the biography it recites + `⁇answer⁇` (data.RecitationDataset). The checkpoint records its own.
-ANSWER_FORMATS = ("direct", "recite")
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Model sizes asked for on the command line; None means "the checkpoint's, else the course's default"."""
-    block_size: int | None = None
-    n_layer: int | None = None
-    n_head: int | None = None
-    n_embd: int | None = None
-    bottleneck_dim: int | None = None
-    dropout: float | None = None
-
-    def overridden_by(self, other: ModelOptions) -> ModelOptions:
-        """These options with every value `other` sets replacing ours."""
-        return replace(self, **{f.name: getattr(other, f.name) for f in fields(other)
-                                if getattr(other, f.name) is not None})
-
-    def config(self, variant: str, vocab_size: int, base: GPTConfig | None = None) -> GPTConfig:
-        base = base or GPTConfig(vocab_size=vocab_size, block_size=128, variant=variant)
-        asked = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
-        try:
-            return replace(base, variant=variant, vocab_size=vocab_size, **asked)
-        except ValueError as err:
-            raise FactlabError(f"model options: {err}") from None
 
 
 def pretraining_dataset(corpus_path, block_size: int) -> CharCorruptionDataset:
@@ -99,25 +74,29 @@ def load_model(params_path, variant: str, corpus_path, options: ModelOptions) ->
     return model, corpus
 
 
-def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptions, seed: int = 0,
-             device: str = "auto", control: RunControl = RunControl(), **train_overrides) -> TrainResult:
+def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptions,
+             training: Training = Training(), seed: int = 0, device: str = "auto",
+             control: RunControl = RunControl()) -> TrainResult:
+    """`training` is layered over the course's pretraining settings (recipes.COURSE)."""
     check_output_path(writing_params_path)
     config = options.config(variant, 0)
     corpus = pretraining_dataset(corpus_path, config.block_size)
     config = replace(config, vocab_size=corpus.vocab_size)
     torch.manual_seed(seed)
     model = GPT(config)
-    tconf = TrainConfig.course_pretrain(len(corpus), config.block_size, seed=seed, device=device, **train_overrides)
+    tconf = train_config("pretrain", training, len(corpus), config.block_size, seed, device)
     data = {"corpus": state.fingerprint(corpus_path)}
     return _train_and_save(model, corpus, corpus, tconf, writing_params_path, "pretrain", control, data)
 
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,
-             reading_params_path=None, seed: int = 0, device: str = "auto", drop_non_ascii: bool = False,
-             answer_format: str = "direct", control: RunControl = RunControl(), **train_overrides) -> TrainResult:
+             reading_params_path=None, training: Training = Training(), seed: int = 0, device: str = "auto",
+             drop_non_ascii: bool = False, answer_format: str = DIRECT.name, control: RunControl = RunControl()
+             ) -> TrainResult:
+    """`training` is layered over the course's finetuning settings (recipes.COURSE: "finetune" from a pretrained
+    model, "scratch" without one)."""
     check_output_path(writing_params_path)
-    if answer_format not in ANSWER_FORMATS:
-        raise FactlabError(f"--answer_format {answer_format}: unknown (known: {', '.join(ANSWER_FORMATS)})")
+    fmt = formats.answer_format(answer_format)  # an unknown name fails here, before any work
     torch.manual_seed(seed)
     if reading_params_path is not None:
         model, corpus = load_model(reading_params_path, variant, corpus_path, options)
@@ -125,11 +104,10 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
         config = options.config(variant, 0)
         corpus = pretraining_dataset(corpus_path, config.block_size)
         model = GPT(replace(config, vocab_size=corpus.vocab_size))
-    dataset = RecitationDataset if answer_format == "recite" else NameDataset
-    questions = dataset(corpus, read_text(finetune_corpus_path), source=str(finetune_corpus_path),
-                        drop_non_ascii=drop_non_ascii)
-    tconf = TrainConfig.course_finetune(len(corpus), model.config.block_size, reading_params_path is not None,
-                                        seed=seed, device=device, **train_overrides)
+    questions = fmt.training_examples(corpus, read_text(finetune_corpus_path), str(finetune_corpus_path),
+                                      drop_non_ascii)
+    stage = "scratch" if reading_params_path is None else "finetune"
+    tconf = train_config(stage, training, len(corpus), model.config.block_size, seed, device)
     data = {"corpus": state.fingerprint(corpus_path), "questions": state.fingerprint(finetune_corpus_path),
             "start": None if reading_params_path is None else state.fingerprint(reading_params_path),
             "answer_format": answer_format, "drop_non_ascii": drop_non_ascii}
@@ -191,15 +169,6 @@ class TensorBoard:
             self.opened.close()
 
 
-def answer_format(params_path) -> str:
-    """How a checkpoint answers: what its finetuning recorded; "direct" for anything else (course files too)."""
-    header = checkpoint.read_config(params_path)
-    found = header[2].get("answer_format", "direct") if header else "direct"
-    if found not in ANSWER_FORMATS:
-        raise FactlabError(f"{params_path}: unknown answer format {found!r} in the checkpoint")
-    return found
-
-
 def checkpoint_variant(params_path) -> str:
     """The attention variant a checkpoint was trained with: from its metadata, or from a course file's weights."""
     header = checkpoint.read_config(params_path)
@@ -223,29 +192,14 @@ def read_questions(eval_corpus_path, drop_non_ascii: bool = False, require_answe
                            drop_non_ascii=drop_non_ascii)
 
 
-def prompt_for(vocab, question: str, where: str, answer_format: str, block_size: int) -> list[int]:
-    """What the model reads for a question: `question⁇` (direct) or `NAME.` (recite); a prompt longer than the
-    model's block is a one-line error naming `where`."""
-    if answer_format == "recite":
-        prompt = vocab.encode(recitation_prompt(question, where), where)
-    else:
-        prompt = prompt_ids(vocab, question, where)
-    if len(prompt) > block_size:
-        what = "the prompt NAME." if answer_format == "recite" else "the question with its ⁇"
-        raise FactlabError(f"{where}: {what} is {len(prompt)} characters; the model reads at most {block_size}")
-    return prompt
-
-
 def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool = False,
-           answer_format: str = "direct") -> tuple[list, list[str] | None]:
-    """Greedy answers (or `Scored` answers) to parsed questions, and the recitations (None for "direct");
-    a question the model cannot read is an error."""
-    prompts = [prompt_for(vocab, q.question, q.where, answer_format, model.config.block_size) for q in questions]
+           answer_format: AnswerFormat = DIRECT) -> tuple[list, list[str] | None]:
+    """Greedy answers (or `Scored` answers) to parsed questions in `answer_format`, and the recitations (None
+    for a format without them); a question the model cannot read is an error."""
+    prompts = [answer_format.prompt(vocab, q.question, q.where, model.config.block_size) for q in questions]
     model.to(resolve_device(device))
-    if answer_format == "recite":
-        recitations, answers = recite_then_answer(model, vocab, prompts, with_scores=with_scores)
-        return answers, recitations
-    return answer_questions(model, vocab, prompts, with_scores=with_scores), None
+    decoded = answer_format.decode(model, vocab, prompts, with_scores=with_scores)
+    return decoded.answers, decoded.recitations
 
 
 def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, options: ModelOptions,
@@ -262,7 +216,7 @@ def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, o
         raise FactlabError(f"--abstain_below {abstain_below}: a probability threshold must be in [0, 1]")
     model, corpus = load_model(reading_params_path, variant, corpus_path, options)
     questions = read_questions(eval_corpus_path, drop_non_ascii)
-    fmt = answer_format(reading_params_path)
+    fmt = checkpoint_format(reading_params_path)
     if abstain_below is None:
         predictions, recitations = answer(model, corpus.vocab, questions, device, answer_format=fmt)
         scored, abstention, result = None, None, score(questions, predictions)

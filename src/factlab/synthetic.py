@@ -15,11 +15,11 @@ place" baseline scores low but non-zero, as with the real data.
 """
 from __future__ import annotations
 
-import os
 import pathlib
 import random
-import tempfile
 from dataclasses import dataclass
+
+from .io import write_text_atomic
 
 # Invented syllables: two per first name / surname gives ~90k distinct pairs.
 _FIRST_A = ["Od", "Mi", "Ta", "Ve", "Lo", "Ca", "Be", "Ni", "Sa", "Ro",
@@ -67,29 +67,15 @@ class SyntheticCorpus:
     test_inputs: str  # "Where was NAME born?\n" lines, disjoint from train and dev
 
     def write(self, directory) -> dict[str, pathlib.Path]:
-        """Write the four files into `directory`, each atomically."""
-        directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        files = {"wiki": ("wiki.txt", self.wiki),
-                 "train": ("birth_places_train.tsv", self.train),
-                 "dev": ("birth_dev.tsv", self.dev),
-                 "test": ("birth_test_inputs.tsv", self.test_inputs)}
-        return {key: _write_atomic(directory / name, text)
-                for key, (name, text) in files.items()}
-
-
-def _write_atomic(path: pathlib.Path, text: str) -> pathlib.Path:
-    # Temp file in the same directory so os.replace is a same-filesystem rename;
-    # a crash never leaves a half-written data file behind. Binary mode keeps "\n".
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("ascii"))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+        """Write the four files into `directory`, each atomically (io.write_text_atomic)."""
+        paths = {}
+        for key, name, text in (("wiki", "wiki.txt", self.wiki),
+                                ("train", "birth_places_train.tsv", self.train),
+                                ("dev", "birth_dev.tsv", self.dev),
+                                ("test", "birth_test_inputs.tsv", self.test_inputs)):
+            paths[key] = pathlib.Path(directory) / name
+            write_text_atomic(paths[key], text)
+        return paths
 
 
 def _place_counts(n: int, rng: random.Random) -> list[str]:

@@ -80,19 +80,6 @@ class TrainConfig:
             if getattr(self, name) not in known:
                 raise FactlabError(f"{name} {getattr(self, name)!r}: unknown (known: {', '.join(known)})")
 
-    @classmethod
-    def course_pretrain(cls, n_documents: int, block_size: int, decay_epochs: int = 200,
-                        **overrides) -> TrainConfig:
-        # The course's cosine ends after 200 epochs' worth of tokens (of its 650); a shorter run sets its own span.
-        return cls(**{"max_epochs": 650, "batch_size": 128, "learning_rate": 6e-3,
-                      "final_tokens": decay_epochs * n_documents * block_size, **overrides})
-
-    @classmethod
-    def course_finetune(cls, n_documents: int, block_size: int, pretrained: bool, **overrides) -> TrainConfig:
-        # The course's finetuning reuses the pretraining corpus's final_tokens, so its rate barely decays.
-        return cls(**{"max_epochs": 10 if pretrained else 75, "batch_size": 256, "learning_rate": 6e-4,
-                      "final_tokens": 200 * n_documents * block_size, **overrides})
-
 
 def learning_rate(config: TrainConfig, tokens: int, time_used: float = 0.0) -> float:
     """The rate after `tokens` schedule tokens, with `time_used` the fraction of max_minutes gone (0 without it;
@@ -259,7 +246,8 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
 
     Per-step metrics stream to `metrics_path` (JSONL, flushed each step so `tail -f` follows a run; with a state
     path they go to METRICS.partial until the caller publishes them with the checkpoint, see state.py) and to
-    `on_step`. `max_minutes` and `max_steps` stop after the step that reaches them, SIGINT and SIGTERM after the
+    `on_step`, called at the end of every step with the same record plus "batch": the global batch's non-PAD
+    targets and inputs, examples and padded positions (what a step clock counts; an exception it raises ends training). `max_minutes` and `max_steps` stop after the step that reaches them, SIGINT and SIGTERM after the
     current step; the caller saves the model either way. With `checkpointing.state_path` the training state is
     saved every `every_minutes` and when the run stops, and `resume` continues from it. The progress bar shows
     itself on a terminal only unless `progress` says otherwise. Under torchrun only rank 0 logs and saves; every
@@ -345,7 +333,9 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch_targets = int((y != PAD_ID).sum())  # of the global batch: the loss is its mean over them
-            tokens += int((x != PAD_ID).sum())
+            batch = {"targets": batch_targets, "inputs": int((x != PAD_ID).sum()), "examples": len(x),
+                     "positions": x.numel()}  # for on_step
+            tokens += batch["inputs"]
             x, y = shard(x, y, where)
             if cuda:
                 x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
@@ -370,7 +360,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
             if on_step is not None:
-                on_step(record)
+                on_step({**record, "batch": batch})
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}",
                             tok_s=f"{tokens / max(elapsed, 1e-9):,.0f}")
             bar.update()
@@ -415,7 +405,7 @@ def restore_generators(saved: dict, where: Ranks, cuda: bool) -> None:
 
 def recorded_rates(metrics_path) -> list[float]:
     """The learning rate of every step of a metrics file (JSONL, as train writes it), in step order."""
-    from .data import read_text
+    from .io import read_text
 
     rates = []
     for number, line in enumerate(read_text(metrics_path).splitlines(), start=1):

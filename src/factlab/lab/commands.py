@@ -164,7 +164,7 @@ def run_cost(args) -> tuple[dict, str]:
         raise FactlabError("--n_embd must be divisible by --n_head, and the perceiver needs --n_layer >= 2")
     vocab_size = args.vocab_size
     if args.corpus:
-        from ..data import read_text
+        from ..io import read_text
         from ..vocab import Vocab
 
         vocab_size = len(Vocab.from_text(read_text(args.corpus), args.corpus))

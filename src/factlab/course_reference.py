@@ -1,7 +1,10 @@
-"""A minimal, faithful copy of the course's code (CS224N "Self-Attention, Transformers, and Pretraining": minGPT's
-model.py / attention.py, trainer.py, utils.sample and run.py's evaluation loop). It is the baseline of the
-benchmark (`benchmarks/run.py`) and the reference of the tests, which use it to write course-format `.params`
-files (torch.save of its state_dict) and to compute reference logits, losses and greedy answers.
+"""The course's code, re-implemented faithfully and minimally (CS224N "Self-Attention, Transformers, and
+Pretraining": minGPT's model.py / attention.py, trainer.py, utils.sample and run.py's evaluation loop): the
+course's model, Trainer and decoding, the reference that the tests and the benchmarks compare factlab against.
+The tests use it to write course-format `.params` files (torch.save of its state_dict) and to compute reference
+logits, losses and greedy answers; the benchmark (`benchmarks/run.py`) uses it as its baseline. None of factlab's
+own code paths use it: it lives in the package only so that the tests and the benchmark scripts import one copy
+(`from factlab import course_reference as course`).
 
 It keeps what costs time in the course: the registered `mask` buffer and the manual softmax attention, every
 example padded to block_size by the datasets' `__getitem__`, a DataLoader over it, the loss over all 127
@@ -10,8 +13,8 @@ positions of each example (PAD targets ignored), and decoding that recomputes th
 
 Departures, all in the course's favour or neutral:
 - `Trainer` takes the device to use (the course takes cuda whenever there is one, wrapped in DataParallel) and
-  the DataLoader's `num_workers` comes from the config as in the course (run.py asks for 4; the benchmark uses
-  0 by default, see benchmarks/README.md).
+  the DataLoader's `num_workers` comes from the config as in the course (the course's run.py asks for 4; the
+  benchmark uses 0 by default, see benchmarks/README.md).
 - Nothing is printed or saved; there is no test split.
 """
 

@@ -1,0 +1,217 @@
+"""Recipes: the home of every hyperparameter. A recipe names a model size and the settings of its three
+trainings (pretraining, finetuning a pretrained model, finetuning from scratch), typed and checked when this
+module is imported, so a misspelt option fails at once and not after hours of training.
+
+The course's Trainer settings are the base every stage starts from (`COURSE`); a recipe's stage and the
+command line's options are layers over it, resolved the same way for `factlab pretrain`/`finetune` and for
+`factlab reproduce`: course, then the recipe, then what the command line gives.
+
+Measured results of the recipes are in docs/recipes.md, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from . import FactlabError
+from .formats import FORMATS
+from .model import GPTConfig
+from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, TrainConfig
+
+STAGES = ("pretrain", "finetune", "scratch")  # finetune: from a pretrained model; scratch: without pretraining
+
+
+def _check(owner: str, name: str, value, kind, positive: bool = False) -> None:
+    """One line for a setting of the wrong type or sign: numbers must be positive, or else at least 0."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise FactlabError(f"{owner} {name}={value!r}: must be {kind.__name__}")
+    if kind in (int, float) and not (value > 0 if positive else value >= 0):
+        raise FactlabError(f"{owner} {name}={value!r}: must be {'positive' if positive else 'at least 0'}")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Model sizes; None means "the checkpoint's, else the course's default"."""
+    block_size: int | None = None
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    bottleneck_dim: int | None = None
+    dropout: float | None = None
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                _check("model option", f.name, value, float if f.name == "dropout" else int,
+                       positive=f.name != "dropout")
+
+    def overridden_by(self, other: ModelOptions) -> ModelOptions:
+        """These options with every value `other` sets replacing ours."""
+        return replace(self, **{f.name: getattr(other, f.name) for f in fields(other)
+                                if getattr(other, f.name) is not None})
+
+    def config(self, variant: str, vocab_size: int, base: GPTConfig | None = None) -> GPTConfig:
+        base = base or GPTConfig(vocab_size=vocab_size, block_size=128, variant=variant)
+        asked = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        try:
+            return replace(base, variant=variant, vocab_size=vocab_size, **asked)
+        except ValueError as err:
+            raise FactlabError(f"model options: {err}") from None
+
+
+# The type of each training setting, and whether it must be positive (else at least 0); the names are TrainConfig's, plus
+# decay_epochs (the cosine's span in epochs of the pretraining corpus, used when final_tokens is not given).
+_TRAINING_TYPES = {"max_epochs": (int, True), "batch_size": (int, True), "learning_rate": (float, True),
+                   "warmup_tokens": (int, False), "final_tokens": (int, True), "decay_epochs": (int, True),
+                   "weight_decay": (float, False), "max_minutes": (float, False), "max_steps": (int, True),
+                   "precision": (str, False), "compile": (bool, False), "lr_schedule": (str, False),
+                   "weight_decay_groups": (str, False), "replay_rates": (str, False)}
+_CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS}
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training stage's settings. None means "not set at this layer": the layer below decides."""
+    max_epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    warmup_tokens: int | None = None
+    final_tokens: int | None = None
+    decay_epochs: int | None = None
+    weight_decay: float | None = None
+    max_minutes: float | None = None
+    max_steps: int | None = None
+    precision: str | None = None
+    compile: bool | None = None
+    lr_schedule: str | None = None
+    weight_decay_groups: str | None = None
+    replay_rates: str | None = None
+
+    def __post_init__(self):
+        for name, (kind, positive) in _TRAINING_TYPES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            _check("training option", name, value, kind, positive)
+            if name in _CHOICES and value not in _CHOICES[name]:
+                raise FactlabError(f"training option {name}={value!r}: unknown (known: {', '.join(_CHOICES[name])})")
+
+    def overridden_by(self, other: Training) -> Training:
+        return replace(self, **self._set(other))
+
+    @staticmethod
+    def _set(t: Training) -> dict:
+        return {f.name: getattr(t, f.name) for f in fields(t) if getattr(t, f.name) is not None}
+
+    def train_config(self, n_documents: int, block_size: int, seed: int, device: str) -> TrainConfig:
+        """The trainer's config: final_tokens, unless given, is decay_epochs × the pretraining corpus's documents ×
+        block_size, the course's formula for both of its stages (so its finetuning rate barely decays)."""
+        values = self._set(self)
+        decay_epochs = values.pop("decay_epochs", None)
+        if "final_tokens" not in values:
+            values["final_tokens"] = decay_epochs * n_documents * block_size
+        return TrainConfig(seed=seed, device=device, **values)
+
+
+# The course's run.py and Trainer: 650 pretraining epochs at batch 128 and lr 6e-3 with the cosine over the first
+# 200 epochs' tokens; finetuning at batch 256 and lr 6e-4, 10 epochs after pretraining or 75 without.
+COURSE = {
+    "pretrain": Training(max_epochs=650, batch_size=128, learning_rate=6e-3, decay_epochs=200),
+    "finetune": Training(max_epochs=10, batch_size=256, learning_rate=6e-4, decay_epochs=200),
+    "scratch": Training(max_epochs=75, batch_size=256, learning_rate=6e-4, decay_epochs=200),
+}
+
+
+def train_config(stage: str, asked: Training, n_documents: int, block_size: int, seed: int = 0,
+                 device: str = "cpu") -> TrainConfig:
+    """The stage's trainer config: the course's settings with those `asked` (a recipe's, the command line's)."""
+    return COURSE[stage].overridden_by(asked).train_config(n_documents, block_size, seed, device)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str  # what it is; measured results live in docs/recipes.md
+    model: ModelOptions = ModelOptions()
+    pretrain: Training = Training()  # layers over COURSE's stages
+    finetune: Training = Training()
+    scratch: Training = Training()
+    answer_format: str = "direct"  # of the finetuning after pretraining (formats.py)
+
+    def __post_init__(self):
+        if self.answer_format not in FORMATS:
+            raise FactlabError(f"recipe {self.name}: answer_format {self.answer_format!r}: unknown "
+                               f"(known: {', '.join(FORMATS)})")
+
+    def stage(self, name: str) -> Training:
+        return getattr(self, name)
+
+    def resolved(self, stage: str, model: ModelOptions = ModelOptions(), training: Training = Training()
+                 ) -> tuple[ModelOptions, Training]:
+        """The model and the stage's training under this recipe with what the command line sets on top: the one
+        resolution the CLI and `factlab reproduce` share."""
+        return self.model.overridden_by(model), self.stage(stage).overridden_by(training)
+
+
+# factlab's own trainer choices (train.py), which the CPU recipes and the demo use: their documented numbers
+# were measured with them.
+FACTLAB_TRAINER = Training(lr_schedule="floor", weight_decay_groups="matmul")
+
+# A 128-wide model that fits an hour on 2 CPU cores: pretraining stops at 54 minutes, the cosine following the
+# clock when the machine is slower than planned.
+_CPU_MODEL = ModelOptions(n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+_CPU_PRETRAIN = FACTLAB_TRAINER.overridden_by(Training(max_epochs=350, decay_epochs=350, max_minutes=54,
+                                                       batch_size=64, learning_rate=4e-3, weight_decay=0.3))
+_CPU_SCRATCH = FACTLAB_TRAINER.overridden_by(Training(max_epochs=75, batch_size=256, learning_rate=6e-4))
+
+RECIPES = {
+    "course": Recipe("course", "the assignment's model, hyperparameters and Trainer (its unclamped cosine and its "
+                     "weight-decay groups; 650 pretraining epochs)"),
+    "cpu-fast": Recipe(
+        "cpu-fast", "4 layers, 4 heads, 128 dims, no dropout, factlab's trainer options; pretraining at batch 64, "
+        "lr 4e-3, weight decay 0.3, the cosine over 350 epochs or 54 minutes, whichever ends first; finetuning at "
+        "lr 3e-4 in the course's answer format",
+        model=_CPU_MODEL, pretrain=_CPU_PRETRAIN, scratch=_CPU_SCRATCH,
+        finetune=FACTLAB_TRAINER.overridden_by(Training(max_epochs=10, batch_size=256, learning_rate=3e-4))),
+    "cpu-recite": Recipe(
+        "cpu-recite", "cpu-fast's model and pretraining, then finetuning to answer by recitation (NAME. + the "
+        "biography up to the place + ⁇place⁇) at lr 1e-4 for 10 epochs",
+        model=_CPU_MODEL, pretrain=_CPU_PRETRAIN, scratch=_CPU_SCRATCH, answer_format="recite",
+        finetune=FACTLAB_TRAINER.overridden_by(Training(max_epochs=10, batch_size=256, learning_rate=1e-4))),
+}
+
+
+def demo_recipe(name: str, n_documents: int, model: ModelOptions, pretrain: Training, finetune: Training,
+                scratch_epochs: int) -> Recipe:
+    # The cosine spans the whole run (the course's final_tokens covers only 200 of its 650 epochs). Finetuning
+    # without pretraining has more to learn, so it runs longer, as in the course (75 vs 10 epochs).
+    # factlab's schedule and decay groups, as when the demo's settings were chosen.
+    final_tokens = pretrain.max_epochs * n_documents * (model.block_size - 1)
+    finetune = FACTLAB_TRAINER.overridden_by(finetune)
+    return Recipe(name, "factlab demo", model,
+                  FACTLAB_TRAINER.overridden_by(pretrain).overridden_by(Training(final_tokens=final_tokens)),
+                  finetune, finetune.overridden_by(Training(max_epochs=scratch_epochs)))
+
+
+# The demo's, for the synthetic corpus (its numbers of documents are the demo's corpus sizes), chosen on the
+# synthetic dev set of seed 0 (docs/results.md): 300 people need about 300 passes over their biographies before
+# a 4-layer, 128-wide model recalls their birthplaces; finetuning stays short, since ~200 questions teach the
+# question format but are memorised instead if training goes on.
+DEMO = demo_recipe("demo", 300, ModelOptions(block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+                   pretrain=Training(max_epochs=300, batch_size=16, learning_rate=2e-3),
+                   finetune=Training(max_epochs=4, batch_size=32, learning_rate=6e-4), scratch_epochs=20)
+DEMO_QUICK = demo_recipe("demo-quick", 200, ModelOptions(block_size=128, n_layer=2, n_head=2, n_embd=64,
+                                                         dropout=0.0),  # for the tests: smaller and shorter
+                         pretrain=Training(max_epochs=10, batch_size=32, learning_rate=2e-3),
+                         finetune=Training(max_epochs=2, batch_size=32, learning_rate=6e-4), scratch_epochs=2)
+
+
+def recipe(name: str | None) -> Recipe:
+    """A recipe by name; None is the course's."""
+    name = name or "course"
+    if name not in RECIPES:
+        raise FactlabError(f"--recipe {name}: unknown recipe (known: {', '.join(RECIPES)})")
+    return RECIPES[name]

@@ -1,0 +1,76 @@
+"""Recipes (recipes.py): the course's settings are the base, recipes and the command line are layers over it,
+resolved one way for the CLI and for reproduce, and a malformed recipe fails when it is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from factlab import FactlabError
+from factlab.cli import parse_command_line, resolved
+from factlab.recipes import COURSE, RECIPES, ModelOptions, Recipe, Training, recipe, train_config
+
+
+def test_course_hyperparameters():
+    """Defaults equal the course's run.py: pretrain 650 epochs, batch 128, lr 6e-3; finetune 75 epochs from
+    scratch or 10 after pretraining, batch 256, lr 6e-4; warmup 512*20 tokens; final 200 * N * block tokens."""
+    pre = train_config("pretrain", Training(), n_documents=1000, block_size=128)
+    assert (pre.max_epochs, pre.batch_size, pre.learning_rate) == (650, 128, 6e-3)
+    assert (pre.warmup_tokens, pre.final_tokens) == (512 * 20, 200 * 1000 * 128)
+    assert (pre.betas, pre.weight_decay, pre.grad_norm_clip) == ((0.9, 0.95), 0.1, 1.0)
+    assert (pre.lr_schedule, pre.weight_decay_groups) == ("course", "course")
+    for stage, epochs in (("scratch", 75), ("finetune", 10)):
+        fine = train_config(stage, Training(), 1000, 128)
+        assert (fine.max_epochs, fine.batch_size, fine.learning_rate) == (epochs, 256, 6e-4)
+        assert (fine.warmup_tokens, fine.final_tokens) == (512 * 20, 200 * 1000 * 128)
+    assert train_config("pretrain", Training(max_epochs=2), 10, 64, seed=3).max_epochs == 2
+    assert train_config("pretrain", Training(decay_epochs=350), 10, 64).final_tokens == 350 * 10 * 64
+    assert train_config("pretrain", Training(decay_epochs=350, final_tokens=7), 10, 64).final_tokens == 7
+
+
+def test_course_recipe_is_the_default():
+    assert recipe(None) is RECIPES["course"]
+    for stage in COURSE:
+        assert RECIPES["course"].resolved(stage) == (ModelOptions(), Training())
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda: Training(batch_size=0), "batch_size=0: must be positive"),
+    (lambda: Training(learning_rate="3e-4"), "learning_rate='3e-4': must be float"),
+    (lambda: Training(max_epochs=2.5), "max_epochs=2.5: must be int"),
+    (lambda: Training(lr_schedule="cosine"), "lr_schedule='cosine': unknown (known: course, floor)"),
+    (lambda: Training(precision="fp16"), "precision='fp16': unknown"),
+    (lambda: ModelOptions(n_layer=0), "n_layer=0: must be positive"),
+    (lambda: Recipe("r", "d", answer_format="essay"), "answer_format 'essay': unknown"),
+    (lambda: recipe("cpu-faster"), "--recipe cpu-faster: unknown recipe (known: course, cpu-fast, cpu-recite)"),
+])
+def test_malformed_settings_fail_when_made(bad, message):
+    with pytest.raises(FactlabError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        bad()
+
+
+def test_a_misspelt_option_fails_at_import_time():
+    with pytest.raises(TypeError, match="learnin_rate"):
+        Training(learnin_rate=1e-3)
+
+
+def test_command_line_layers_over_the_recipe():
+    """The CLI resolves a recipe as reproduce does: the recipe's stage, then what the command line sets."""
+    args = parse_command_line(["pretrain", "vanilla", "wiki.txt", "--writing_params_path", "p", "--recipe",
+                               "cpu-fast", "--n_layer", "2", "--pretrain_lr", "1e-3", "--compile"])
+    model, training = resolved(args, "pretrain")
+    fast = RECIPES["cpu-fast"]
+    assert model == ModelOptions(n_layer=2, n_head=4, n_embd=128, dropout=0.0)
+    assert training == fast.pretrain.overridden_by(Training(learning_rate=1e-3, compile=True))
+    assert (training.batch_size, training.lr_schedule, training.max_minutes) == (64, "floor", 54)
+    plain = parse_command_line(["finetune", "vanilla", "wiki.txt", "--writing_params_path", "p",
+                                "--finetune_corpus_path", "t.tsv"])
+    assert resolved(plain, "scratch") == (ModelOptions(), Training())
+
+
+def test_cpu_recipes_name_factlabs_trainer_options():
+    """The CPU recipes' documented numbers were measured with factlab's schedule and decay groups."""
+    for name in ("cpu-fast", "cpu-recite"):
+        for stage in COURSE:
+            t = RECIPES[name].stage(stage)
+            assert (t.lr_schedule, t.weight_decay_groups) == ("floor", "matmul")
+    assert RECIPES["cpu-recite"].answer_format == "recite" and RECIPES["cpu-fast"].answer_format == "direct"
