@@ -228,6 +228,27 @@ def test_cli_report_without_analysis(run_dir, tmp_path, capsys):
     assert "Question: <b>Where was Nobody Atall born?</b>" in page
 
 
+
+def test_report_on_committed_results_reads_the_data_folder(run_dir, tmp_path, capsys):
+    """A results folder as committed (results.json and predictions, no checkpoints), whose results.json names the
+    data files by their names in the data folder: --data_dir finds them, and the page says there is no model."""
+    committed, data = tmp_path / "results" / "run", tmp_path / "elsewhere"
+    shutil.copytree(run_dir / "data", data)
+    committed.mkdir(parents=True)
+    for path in run_dir.iterdir():
+        if path.suffix in (".predictions", ".json") or path.name.endswith(".metrics.jsonl"):
+            shutil.copy(path, committed)
+    results = json.loads((committed / "results.json").read_text())
+    results.update(corpus_path="wiki.txt", eval_corpus_path="birth_dev.tsv")
+    (committed / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "report.html"
+    assert main(["report", str(committed), "-o", str(out)]) == 2  # the dev questions are not beside the results
+    assert "birth_dev.tsv" in capsys.readouterr().err
+    assert main(["report", str(committed), "-o", str(out), "--data_dir", str(data)]) == 0
+    page = out.read_text()
+    assert "No checkpoint in these run directories" in page and "<h2>Predictions</h2>" in page
+    assert page.count("<tr") > len(parse_questions((data / "birth_dev.tsv").read_text(), "dev"))
+
 def test_analysis_belongs_to_a_run_by_name_else_by_its_predictions(tmp_path):
     runs = [Run(tmp_path, {"run": "a", "params": "a.params", "predictions": "a.dev.predictions"}, ["x", "y"]),
             Run(tmp_path, {"run": "b", "params": None, "predictions": "b.dev.predictions"}, ["x", "z"])]

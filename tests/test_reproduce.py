@@ -42,6 +42,8 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
     assert len((out / "perceiver.pretrain.test.predictions").read_text().splitlines()) == n_test
     saved = json.loads((out / "results.json").read_text())
     assert saved["rows"] == rows and saved["recipe"]["name"] == "tiny"
+    assert (saved["corpus_path"], saved["eval_corpus_path"]) == ("wiki.txt", "birth_dev.tsv")  # never absolute
+    assert saved["stages"]["pretrain"]["max_epochs"] == 1 and saved["stages"]["finetune"]["learning_rate"] == 1e-3
     assert saved["data_files"] == {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "birth_dev.tsv",
                                    "test": "birth_test_inputs.tsv"}
     assert saved["hardware"]["cpu_count"] >= 1 and saved["hardware"]["torch"] == torch.__version__

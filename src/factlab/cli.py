@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a directory with results.json (demo, reproduce)")
     p.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default report.html)")
     p.add_argument("--question", help="question for the attention maps (default: the first evaluation question)")
+    p.add_argument("--data_dir", help="where the data files that results.json names live, when they are not in "
+                   "the RUN_DIR (a `factlab reproduce` on ../shared/data/birthplaces, or results/ in the repository)")
     return parser
 
 
@@ -257,7 +259,7 @@ def run(args) -> int | None:
     elif args.verb == "report":
         from .report import write_report
 
-        print(f"wrote {write_report(args.run_dirs, args.output, question=args.question)}")
+        print(f"wrote {write_report(args.run_dirs, args.output, question=args.question, data_dir=args.data_dir)}")
         return
     else:
         from .demo import run_demo

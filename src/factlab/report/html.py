@@ -148,9 +148,9 @@ def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
             f"src=\"{attention_figure(seen.maps, seen.chars, config.bottleneck_dim)}\"></div>")
 
 
-def build_report(run_dir_paths, question: str | None = None) -> str:
+def build_report(run_dir_paths, question: str | None = None, data_dir=None) -> str:
     """The HTML text of the report on the given run directories."""
-    run_dirs = [load_run_dir(p) for p in run_dir_paths]
+    run_dirs = [load_run_dir(p, data_dir) for p in run_dir_paths]
     runs = [run for d in run_dirs for run in d.runs]
     if question is None:
         question = run_dirs[0].questions[0].question
@@ -197,11 +197,13 @@ def build_report(run_dir_paths, question: str | None = None) -> str:
                      "has no confidence column.</p>")
 
     parts.append(f"<h2>Attention maps</h2>\n<p>Question: <b>{esc(question)}</b></p>")
-    with_model = [(d, run) for d in run_dirs for run in d.runs if run.row["params"]]
+    with_model = [(d, run) for d in run_dirs for run in d.runs
+                  if run.row["params"] and (d.path / run.row["params"]).is_file()]
     for d, run in with_model:
         parts.append(attention_section(d, run, question))
     if not with_model:
-        parts.append("<p class=\"note\">No run with a checkpoint.</p>")
+        parts.append("<p class=\"note\">No checkpoint in these run directories (committed results keep "
+                     "none).</p>")
 
     parts.append("<h2>Predictions</h2>")
     parts.append(predictions_table(run_dirs))
@@ -211,8 +213,8 @@ def build_report(run_dir_paths, question: str | None = None) -> str:
             f"<style>{CSS}</style></head>\n<body>\n{body}\n<script>{FILTER_JS}</script>\n</body></html>\n")
 
 
-def write_report(run_dir_paths, output, question: str | None = None) -> Path:
+def write_report(run_dir_paths, output, question: str | None = None, data_dir=None) -> Path:
     check_output_path(output)
-    text = build_report(run_dir_paths, question)
+    text = build_report(run_dir_paths, question, data_dir)
     write_text_atomic(output, text)
     return Path(output)

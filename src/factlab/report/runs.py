@@ -4,8 +4,10 @@ training metrics, analyses), read and checked, each problem a one-line error nam
 A RUN_DIR must hold `results.json`:
     {"rows": [{"run", "variant", "correct", "total", "percent", "seconds", "params", "predictions"}, ...],
      "eval_corpus_path": ..., "corpus_path": ...}
-`params` and `predictions` are file names in the RUN_DIR (or null). A relative corpus path is looked up in the
-RUN_DIR first, then in the current directory. An analysis file X.analysis.json belongs to the run whose
+`params` and `predictions` are file names in the RUN_DIR (or null); a checkpoint may be absent (committed
+results under results/ keep none). A relative corpus path is looked up in the RUN_DIR first, then in the data
+folder given (`factlab report --data_dir`: `reproduce` names files outside the RUN_DIR by their name in the data
+folder), then in the current directory. An analysis file X.analysis.json belongs to the run whose
 predictions or checkpoint file is X (with or without its suffix), else to the only run with the same predictions;
 its risk_coverage "coverage" and "accuracy" are fractions in [0, 1].
 """
@@ -22,12 +24,14 @@ from ..io import read_json, read_jsonl, read_text
 ROW_KEYS = ("run", "variant", "correct", "total", "percent", "seconds", "params", "predictions")
 
 
-def resolve(run_dir: Path, name: str) -> Path:
-    """A path from results.json: absolute as is; relative, in the run dir first, then in the current directory."""
+def resolve(run_dir: Path, name: str, data_dir: Path | None = None) -> Path:
+    """A path from results.json: absolute as is; relative, the first that exists of the run dir's, the data
+    folder's and the current directory's (the run dir's when none does, for the error message)."""
     path = Path(name)
     if path.is_absolute():
         return path
-    return run_dir / path if (run_dir / path).exists() or not path.exists() else path
+    found = [p for p in (run_dir / path, data_dir / path if data_dir else None, path) if p and p.exists()]
+    return found[0] if found else run_dir / path
 
 
 @dataclass
@@ -55,8 +59,9 @@ class RunDir:
     analyses: list[tuple[Path, dict]] = field(default_factory=list)
 
 
-def load_run_dir(path) -> RunDir:
+def load_run_dir(path, data_dir=None) -> RunDir:
     path = Path(path)
+    data_dir = Path(data_dir) if data_dir else None
     if not path.is_dir():
         raise FactlabError(f"{path}: not a directory (a RUN_DIR holds results.json)")
     results_path = path / "results.json"
@@ -74,7 +79,7 @@ def load_run_dir(path) -> RunDir:
             raise FactlabError(f"{results_path}: row {i}: correct and total must be integers, 0 <= correct <= total")
     if not isinstance(results.get("eval_corpus_path"), str):
         raise FactlabError(f"{results_path}: no \"eval_corpus_path\"")
-    eval_path = resolve(path, results["eval_corpus_path"])
+    eval_path = resolve(path, results["eval_corpus_path"], data_dir)
     questions = parse_questions(read_text(eval_path), str(eval_path), require_answers=False)
     corpus = results.get("corpus_path")
     runs = []
@@ -87,7 +92,7 @@ def load_run_dir(path) -> RunDir:
                 run.recitations = read_predictions(recited, len(questions), eval_path, what="recitations")
         runs.append(run)
     metrics = {p.name.removesuffix(".metrics.jsonl"): read_jsonl(p) for p in sorted(path.glob("*.metrics.jsonl"))}
-    run_dir = RunDir(path, questions, resolve(path, corpus) if corpus else None, runs, metrics)
+    run_dir = RunDir(path, questions, resolve(path, corpus, data_dir) if corpus else None, runs, metrics)
     for analysis_path in sorted(path.glob("*.analysis.json")):
         analysis = read_analysis(analysis_path)
         run_dir.analyses.append((analysis_path, analysis))
