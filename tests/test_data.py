@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from factlab import FactlabError
-from factlab.data import CharCorruptionDataset, NameDataset, collate, length_grouped_batches, parse_questions
+from factlab.data import (CharCorruptionDataset, NameDataset, Question, collate, length_grouped_batches, parse_questions,
+                          validation_split)
 from factlab.io import read_text
 from factlab.synthetic import generate
 
@@ -304,3 +305,24 @@ def test_raw_synthetic_corpus_questions_encode():
     """The synthetic question files use only characters of the synthetic wiki (as the real data does)."""
     corpus = generate(seed=0, n_people=20)
     NameDataset(CharCorruptionDataset(corpus.wiki, 128), corpus.train)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_questions=st.integers(2, 60), data=st.data())
+def test_validation_split_partitions_the_questions_the_same_way_every_time(n_questions, data):
+    """The held-out questions and the rest are disjoint, together the whole file, each in file order; one seed
+    always draws the same ones, and another seed (almost always) others."""
+    questions = [Question(f"Where was P{i} born?", f"Place{i}", f"t:{i + 1}") for i in range(n_questions)]
+    n = data.draw(st.integers(1, n_questions - 1))
+    rest, held_out = validation_split(questions, n, seed=3)
+    assert len(held_out) == n and len(rest) == n_questions - n
+    assert sorted(rest + held_out, key=questions.index) == questions
+    assert rest == sorted(rest, key=questions.index) and held_out == sorted(held_out, key=questions.index)
+    assert validation_split(questions, n, seed=3) == (rest, held_out)
+
+
+def test_validation_split_of_the_wrong_size_is_one_line():
+    questions = [Question("Where was A born?", "X", "t:1"), Question("Where was B born?", "Y", "t:2")]
+    for n in (0, 2, 5):
+        with pytest.raises(FactlabError, match=r"^t.tsv: a validation split of \d needs between 1 and 1 questions"):
+            validation_split(questions, n, source="t.tsv")

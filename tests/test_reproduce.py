@@ -124,3 +124,30 @@ def test_reproduce_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
     resumed, uninterrupted = (load_file(str(d / "vanilla.pretrain.params")) for d in (out, tmp_path / "whole"))
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
     assert not list(out.glob("*.state"))
+
+
+def test_reproduce_on_a_validation_split_never_reads_dev(tmp_path, corpus_files, capsys):
+    """--validation N: finetuning sees the training questions but N, the N are scored in place of dev, and no
+    dev or test predictions are written; `factlab split` writes the same split."""
+    out, data = tmp_path / "select", tmp_path / "data-without-dev"
+    data.mkdir()
+    for name in ("wiki", "train", "test"):
+        (data / corpus_files[name].name).write_bytes(corpus_files[name].read_bytes())
+    (data / corpus_files["dev"].name).write_text("a line without a tab\n")  # reading dev would fail
+    rows = reproduce(DataFiles.in_dir(data), out, TINY, variants=("vanilla",), device="cpu", log=lambda _: None,
+                     validation=20)
+    train = corpus_files["train"].read_text().splitlines()
+    held_out = (out / "validation.tsv").read_text().splitlines()
+    rest = (out / "train.tsv").read_text().splitlines()
+    assert len(held_out) == 20 and sorted(rest + held_out) == sorted(train) and not set(rest) & set(held_out)
+    assert all(r["total"] == 20 and r["predictions"].endswith(".validation.predictions") for r in rows)
+    assert not list(out.glob("*.dev.predictions")) and not list(out.glob("*.test.predictions"))
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["scored_on"] == "validation" and saved["validation_split"]["questions"] == 20
+    assert "validation exact match" in (out / "results.md").read_text()
+    assert main(["split", "--finetune_corpus_path", str(corpus_files["train"]), "--out_dir", str(tmp_path / "s"),
+                 "--validation", "20"]) == 0
+    assert (tmp_path / "s" / "validation.tsv").read_text() == (out / "validation.tsv").read_text()
+    assert main(["split", "--finetune_corpus_path", str(corpus_files["train"]), "--out_dir", str(tmp_path / "s"),
+                 "--validation", str(len(train))]) == 2
+    assert "a validation split of" in capsys.readouterr().err

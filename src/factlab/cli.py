@@ -19,6 +19,7 @@ from . import FactlabError, __version__, experiment
 from .evaluate import report
 from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
+from .data import VALIDATION_QUESTIONS, VALIDATION_SEED
 from .formats import FORMATS
 from .recipes import RECIPES, ModelOptions, Training, recipe
 from .reproduce import DataFiles, reproduce
@@ -140,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_corpus_path", required=True)
     p.add_argument("--outputs_path")
 
+    p = verbs.add_parser("split", help="hold out validation questions from a finetuning file (choose settings "
+                         "on them, never on dev): writes OUT_DIR/train.tsv and OUT_DIR/validation.tsv")
+    p.add_argument("--finetune_corpus_path", required=True, help="question<TAB>answer lines")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--validation", type=int, default=VALIDATION_QUESTIONS, metavar="N",
+                   help=f"questions held out (default {VALIDATION_QUESTIONS})")
+    p.add_argument("--seed", type=int, default=VALIDATION_SEED, help=f"which N (default {VALIDATION_SEED})")
+
     p = verbs.add_parser("reproduce", help="the whole experiment under a recipe: London, no pretraining, pretrain + "
                          "finetune per variant, with a results table", description=reproduce_doc(),
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip the stages already finished in OUT_DIR and continue "
                    "a stopped one from its training state")
     p.add_argument("--precision", choices=PRECISIONS, help="every stage's precision (default: the recipe's)")
+    p.add_argument("--validation", type=int, metavar="N", help="choose settings, never touching dev: finetune on "
+                   "the training questions but N held out (as `factlab split`: OUT_DIR/train.tsv) and score the N "
+                   f"(OUT_DIR/validation.tsv) instead of dev and test (N = {VALIDATION_QUESTIONS} is the "
+                   "project's split)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -254,7 +267,12 @@ def run(args) -> int | None:
         return
     elif args.verb == "reproduce":
         reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, args.recipe, variants=args.variants, seed=args.seed,
-                  device=args.device, resume=args.resume, precision=args.precision)
+                  device=args.device, resume=args.resume, precision=args.precision, validation=args.validation)
+        return
+    elif args.verb == "split":
+        train, held_out = experiment.split(args.finetune_corpus_path, args.out_dir, args.validation, args.seed)
+        print(f"wrote {train} ({len(experiment.read_questions(train))} questions) and {held_out} "
+              f"({args.validation} questions, seed {args.seed})")
         return
     elif args.verb == "report":
         from .report import write_report

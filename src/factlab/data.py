@@ -65,6 +65,28 @@ def parse_questions(text: str, source: str, require_answers: bool = True, drop_n
     return questions
 
 
+# The held-out split settings are chosen on: 400 of the 2,000 training questions, drawn with this seed. The
+# final run of a recipe finetunes on all of them and is scored on dev once.
+VALIDATION_QUESTIONS, VALIDATION_SEED = 400, 0
+
+
+def validation_split(questions: list[Question], n: int = VALIDATION_QUESTIONS, seed: int = VALIDATION_SEED,
+                     source: str = "questions") -> tuple[list[Question], list[Question]]:
+    """(the questions to finetune on, the n validation questions): n drawn by random.Random(seed), both kept in
+    the file's order, so one seed and one file always give the same split."""
+    if not 0 < n < len(questions):
+        raise FactlabError(f"{source}: a validation split of {n} needs between 1 and {len(questions) - 1} "
+                           f"questions ({len(questions)} in the file)")
+    held_out = set(random.Random(seed).sample(range(len(questions)), n))
+    return ([q for i, q in enumerate(questions) if i not in held_out],
+            [q for i, q in enumerate(questions) if i in held_out])
+
+
+def question_lines(questions: list[Question]) -> str:
+    """The questions as a question<TAB>answer file."""
+    return "".join(q.question + ("" if q.answer is None else "\t" + q.answer) + "\n" for q in questions)
+
+
 def pad(ids: list[int], length: int) -> torch.Tensor:
     return torch.tensor(ids + [PAD_ID] * (length - len(ids)), dtype=torch.long)
 

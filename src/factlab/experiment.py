@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 
 from . import FactlabError, checkpoint, formats, state
-from .data import CharCorruptionDataset, parse_questions
+from .data import (VALIDATION_QUESTIONS, VALIDATION_SEED, CharCorruptionDataset, parse_questions, question_lines,
+                   validation_split)
 from .decode import Scored
 from .evaluate import Abstention, Score, abstain, london_baseline, score, write_predictions
 from .formats import DIRECT, AnswerFormat, checkpoint_format
-from .io import make_parent, read_text
+from .io import make_parent, read_text, write_text_atomic
 from .model import GPT, GPTConfig
 from .recipes import ModelOptions, Training, train_config
 from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
@@ -230,6 +231,19 @@ def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, o
         if recitations is not None:
             write_predictions(f"{outputs_path}.recitations", [r.replace("\n", "\\n") for r in recitations])
     return Evaluation(predictions, result, scored, abstention, recitations)
+
+
+def split(questions_path, out_dir, n: int = VALIDATION_QUESTIONS, seed: int = VALIDATION_SEED
+          ) -> tuple[Path, Path]:
+    """Write OUT_DIR/train.tsv (the questions to finetune on) and OUT_DIR/validation.tsv (the n held out)."""
+    out = Path(out_dir)
+    train, held_out = validation_split(read_questions(questions_path, require_answers=True), n, seed,
+                                       str(questions_path))
+    paths = out / "train.tsv", out / "validation.tsv"
+    for path, part in zip(paths, (train, held_out)):
+        check_output_path(path)
+        write_text_atomic(path, question_lines(part))
+    return paths
 
 
 def london(eval_corpus_path, outputs_path=None) -> Evaluation:

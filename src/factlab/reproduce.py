@@ -19,6 +19,7 @@ from pathlib import Path
 from . import FactlabError, checkpoint, experiment, state
 from .io import write_text_atomic
 from .model import VARIANTS
+from .data import VALIDATION_SEED
 from .recipes import COURSE, STAGES, Recipe, Training, recipe
 from .train import TrainResult, resolve_device
 
@@ -44,11 +45,20 @@ class DataFiles:
 
 def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast", variants=("vanilla",),
               seed: int = 0, device: str = "auto", log=print, resume: bool = False,
-              precision: str | None = None) -> list[dict]:
+              precision: str | None = None, validation: int | None = None) -> list[dict]:
     """With `resume`, a stage whose checkpoint is there without a training state is finished and is not trained
     again (its times and steps come from the checkpoint), and a stage with a training state continues from it:
-    a reproduction of hours, stopped or killed, goes on where it was. `precision` overrides every stage's."""
+    a reproduction of hours, stopped or killed, goes on where it was. `precision` overrides every stage's.
+
+    With `validation` N, the run is one for choosing settings: it finetunes on the training questions less N held
+    out (experiment.split, into OUT_DIR) and scores those N in place of dev; dev and the test inputs are not
+    read."""
     chosen = recipe_name if isinstance(recipe_name, Recipe) else recipe(recipe_name)
+    scored_on, split = "dev", None
+    if validation is not None:
+        split = {"questions": validation, "seed": VALIDATION_SEED, "of": files.train.name}
+        train, held_out = experiment.split(files.train, out_dir, validation)
+        files, scored_on = DataFiles(files.wiki, train, held_out), "validation"
     if precision:  # on every stage, and so recorded in results.json with the recipe
         chosen = replace(chosen, **{s: chosen.stage(s).overridden_by(Training(precision=precision)) for s in STAGES})
     for v in variants:
@@ -62,13 +72,13 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
 
     def evaluate(name, variant, params, stage_seconds, t0):
         evaluation = experiment.evaluate(variant, files.wiki, out / params, files.dev, chosen.model,
-                                         out / f"{name}.dev.predictions", device=device)
+                                         out / f"{name}.{scored_on}.predictions", device=device)
         if files.test is not None:
             experiment.evaluate(variant, files.wiki, out / params, files.test, chosen.model,
                                 out / f"{name}.test.predictions", device=device)
         rows.append(row(f"{variant}: {RUN_NAMES[name.split('.')[1]]}", variant, evaluation,
-                        time.perf_counter() - t0, params, f"{name}.dev.predictions", stage_seconds, log))
-        write_results(out, rows, files, chosen, seed)  # after each run: hours of work stay on record
+                        time.perf_counter() - t0, params, f"{name}.{scored_on}.predictions", stage_seconds, log))
+        write_results(out, rows, files, chosen, seed, scored_on, split)  # after each run: hours of work stay on record
 
     def trained(run, params: Path, stage: str, **options):
         """Train one stage (run: experiment.pretrain or finetune), or take a finished one as it is."""
@@ -82,8 +92,8 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         control = experiment.RunControl(resume=resume and state_file.exists())
         return run(writing_params_path=params, options=model, training=training, control=control, **options)
 
-    london = experiment.london(files.dev, out / "london.dev.predictions")
-    rows.append(row("London baseline", "baseline", london, 0.0, None, "london.dev.predictions", {}, log))
+    london = experiment.london(files.dev, out / f"london.{scored_on}.predictions")
+    rows.append(row("London baseline", "baseline", london, 0.0, None, f"london.{scored_on}.predictions", {}, log))
     for variant in variants:
         t0 = time.perf_counter()
         result = trained(partial(experiment.finetune, variant, files.wiki, files.train),
@@ -100,7 +110,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         evaluate(f"{variant}.pretrain", variant, f"{variant}.finetune.params",
                  {"pretrain": pre.seconds, "finetune": fine.seconds, "pretrain_steps": pre.steps,
                   "finetune_steps": fine.steps}, t0)
-    log(f"\n{results_markdown(rows)}\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
+    log(f"\n{results_markdown(rows, scored_on)}\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return rows
 
 
@@ -114,14 +124,15 @@ def row(label, variant, evaluation, seconds, params, predictions, stage_seconds,
             "seconds": round(seconds, 1), "stage_seconds": stage_seconds, "params": params, "predictions": predictions}
 
 
-def results_markdown(rows: list[dict]) -> str:
-    table = ["| run | dev exact match | wall-clock |", "| --- | --- | --- |"]
+def results_markdown(rows: list[dict], scored_on: str = "dev") -> str:
+    table = [f"| run | {scored_on} exact match | wall-clock |", "| --- | --- | --- |"]
     table += [f"| {r['run']} | {r['correct']}/{r['total']} = {r['percent']:.1f}% | {r['seconds']:.0f} s |"
               for r in rows]
     return "\n".join(table)
 
 
-def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe, seed: int) -> None:
+def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe, seed: int,
+                  scored_on: str = "dev", split: dict | None = None) -> None:
     def where(path: Path) -> str:
         """Relative to the run directory when inside it (the demo's corpus), else the name within the data
         folder: never an absolute path, so results committed from one machine read on another."""
@@ -130,11 +141,11 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
 
     # the recipe as named, and each stage's settings as trained: the course's with the recipe's on top
     trained_with = {stage: asdict(COURSE[stage].overridden_by(chosen.stage(stage))) for stage in STAGES}
-    meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "corpus_path": where(files.wiki),
+    meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "scored_on": scored_on, "validation_split": split, "corpus_path": where(files.wiki),
             "eval_corpus_path": where(files.dev), "hardware": hardware(),
             "data_files": {k: (None if v is None else Path(v).name) for k, v in asdict(files).items()}}
     write_text_atomic(out / "results.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")
-    write_text_atomic(out / "results.md", results_markdown(rows) + "\n")
+    write_text_atomic(out / "results.md", results_markdown(rows, scored_on) + "\n")
 
 
 def hardware() -> dict:
