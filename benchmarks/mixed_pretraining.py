@@ -9,42 +9,25 @@
 
 Allen-Zhu and Li ("Physics of Language Models, Part 3.1") find that questions seen during pretraining make the
 stored facts of *other* people extractable by question. The README reports what this gave on the real data
-within an hour of a 2-core CPU: less than pretraining alone, so it is an experiment here and not a factlab
-option. Evaluate the result with `factlab evaluate` (it answers questions already) or finetune it first.
+within an hour of a 2-core CPU: less than pretraining alone. `factlab pretrain --mix_questions T --question_share F`
+does the same from scratch; this script also continues a pretrained checkpoint (`--from`). Evaluate the result
+with `factlab evaluate` (it answers questions already) or finetune it first.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from dataclasses import asdict, replace
 
 import torch
 
 from factlab import FactlabError, checkpoint, experiment
-from factlab.data import NameDataset
+from factlab.data import NameDataset, QuestionMixture
 from factlab.io import read_text
 from factlab.model import GPT
 from factlab.recipes import FACTLAB_TRAINER, RECIPES, Training, train_config
 from factlab.train import train
-
-
-class Mixture:
-    """Several example datasets as one: every epoch draws every example of each, in one shuffled order."""
-
-    def __init__(self, *parts):
-        self.parts = parts
-
-    def __len__(self) -> int:
-        return sum(len(p) for p in self.parts)
-
-    def example(self, idx: int, rng: random.Random):
-        for part in self.parts:
-            if idx < len(part):
-                return part.example(idx, rng)
-            idx -= len(part)
-        raise IndexError(idx)
 
 
 def main(argv=None) -> None:
@@ -71,7 +54,8 @@ def main(argv=None) -> None:
         torch.manual_seed(args.seed)
         model = GPT(replace(config, vocab_size=corpus.vocab_size))
     questions_path = f"{args.data}/birth_places_train.tsv"
-    mixture = Mixture(corpus, NameDataset(corpus, read_text(questions_path), source=questions_path))
+    questions = NameDataset(corpus, read_text(questions_path), source=questions_path)
+    mixture = QuestionMixture(corpus, questions, len(questions) / (len(questions) + len(corpus)))  # each once
     # factlab's trainer options, as when the experiments of docs/recipes.md ran
     training = FACTLAB_TRAINER.overridden_by(Training(
         decay_epochs=args.epochs, max_epochs=args.epochs, batch_size=args.batch_size,

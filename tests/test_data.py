@@ -10,10 +10,11 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from factlab import FactlabError
-from factlab.data import (CharCorruptionDataset, NameDataset, Question, collate, length_grouped_batches, parse_questions,
-                          validation_split)
+from factlab.data import (CharCorruptionDataset, NameDataset, Question, QuestionMixture, collate, length_grouped_batches,
+                          parse_questions, validation_split)
 from factlab.io import read_text
 from factlab.synthetic import generate
+from factlab.vocab import MASK_CHAR, PAD_ID
 
 PAD, MASK = "\u25a1", "\u2047"
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ .,'-"
@@ -326,3 +327,42 @@ def test_validation_split_of_the_wrong_size_is_one_line():
     for n in (0, 2, 5):
         with pytest.raises(FactlabError, match=r"^t.tsv: a validation split of \d needs between 1 and 1 questions"):
             validation_split(questions, n, source="t.tsv")
+
+
+def test_language_modelling_reads_each_document_from_position_0(corpus_files):
+    """objective "lm": the example is the document's first block_size characters, next-character prediction."""
+    text = corpus_files["wiki"].read_text(encoding="utf-8")
+    lm = CharCorruptionDataset(text, 64, objective="lm")
+    for i in range(len(lm)):
+        x, y = lm.example(i, random.Random(i))
+        ids = lm.vocab.encode(lm.data[i][:64])
+        assert x.tolist() == ids[:-1] and y.tolist() == ids[1:]
+
+
+def test_span_objective_draws_as_the_course_does_and_mix_draws_both(corpus_files):
+    text = corpus_files["wiki"].read_text(encoding="utf-8")
+    span, mix = (CharCorruptionDataset(text, 64, objective=o) for o in ("span", "mix"))
+    rng_a, rng_b = random.Random(5), random.Random(5)
+    assert all(span.draw(d, rng_a) == span.corrupt(d, rng_b) for d in span.data)
+    drawn = [mix.draw(mix.data[0], random.Random(seed)) for seed in range(40)]
+    whole = mix.data[0][:64]
+    assert whole in drawn and any(MASK_CHAR in d for d in drawn)
+    assert drawn == [mix.draw(mix.data[0], random.Random(seed)) for seed in range(40)]
+    with pytest.raises(FactlabError, match="objective 'clm': unknown"):
+        CharCorruptionDataset(text, 64, objective="clm")
+
+
+def test_question_mixture_makes_its_share_of_every_epoch(corpus_files):
+    """Every document once an epoch and share/(1-share) × documents question examples, round the questions."""
+    wiki = CharCorruptionDataset(corpus_files["wiki"].read_text(encoding="utf-8"), 128)
+    questions = NameDataset(wiki, corpus_files["train"].read_text(encoding="utf-8"))
+    mixture = QuestionMixture(wiki, questions, 0.5)
+    assert len(mixture) == 2 * len(wiki)
+    n = len(questions)
+    for k in (0, n - 1, n, n + 3):  # past the last question it starts again at the first
+        x, y = mixture.example(len(wiki) + k, random.Random(0))
+        assert torch.equal(x, questions.example(k % n)[0]) and int((y == PAD_ID).sum()) > 0
+    assert len(QuestionMixture(wiki, questions, n / (n + len(wiki)))) == len(wiki) + n
+    for share in (0, 1, 1.5):
+        with pytest.raises(FactlabError, match="must be between 0 and 1"):
+            QuestionMixture(wiki, questions, share)

@@ -74,3 +74,35 @@ def test_cpu_recipes_name_factlabs_trainer_options():
             t = RECIPES[name].stage(stage)
             assert (t.lr_schedule, t.weight_decay_groups) == ("floor", "matmul")
     assert RECIPES["cpu-recite"].answer_format == "recite" and RECIPES["cpu-fast"].answer_format == "direct"
+
+
+def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, corpus_files, capsys):
+    """--objective and --question_share reach pretraining, are recorded in the checkpoint, and size the epoch:
+    a share of one half doubles its steps."""
+    import json
+
+    from factlab.checkpoint import read_config
+    from factlab.cli import main
+
+    base = ["pretrain", "vanilla", str(corpus_files["wiki"]), "--n_layer", "1", "--n_embd", "16", "--n_head", "2",
+            "--block_size", "64", "--max_epochs", "1", "--batch_size", "16", "--device", "cpu"]
+
+    def steps(params) -> int:
+        return len((tmp_path / f"{params}.metrics.jsonl").read_text().splitlines())
+
+    assert main(base + ["--writing_params_path", str(tmp_path / "span.params")]) == 0
+    assert main(base + ["--writing_params_path", str(tmp_path / "lm.params"), "--objective", "lm"]) == 0
+    assert read_config(tmp_path / "lm.params")[2]["pretraining"] == {"objective": "lm"}
+    assert main(base + ["--writing_params_path", str(tmp_path / "mixed.params"), "--objective", "mix",
+                        "--mix_questions", str(corpus_files["train"]), "--question_share", "0.5"]) == 0
+    info = read_config(tmp_path / "mixed.params")[2]
+    assert info["pretraining"] == {"objective": "mix", "question_share": 0.5}
+    n_documents = len([line for line in corpus_files["wiki"].read_text().split("\n") if line.strip()])
+    assert steps("span.params") == -(-n_documents // 16) and steps("mixed.params") == -(-2 * n_documents // 16)
+    assert json.dumps(info["train"])  # the trainer's own settings are recorded beside them
+    capsys.readouterr()
+    assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--question_share", "0.3"]) == 2
+    assert "question_share 0.3: needs the questions to mix in (--mix_questions)" in capsys.readouterr().err
+    assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--question_share", "1"]) == 2
+    assert "question_share=1.0: must be below 1" in capsys.readouterr().err
+    assert not (tmp_path / "x.params").exists()

@@ -19,7 +19,7 @@ from . import FactlabError, __version__, experiment
 from .evaluate import report
 from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
-from .data import VALIDATION_QUESTIONS, VALIDATION_SEED
+from .data import OBJECTIVES, VALIDATION_QUESTIONS, VALIDATION_SEED
 from .formats import FORMATS
 from .recipes import RECIPES, ModelOptions, Training, recipe
 from .reproduce import DataFiles, reproduce
@@ -121,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
         add_model_options(p)
         if verb in ("pretrain", "finetune"):
             add_training_options(p)
+        if verb == "pretrain":
+            g = p.add_argument_group("what pretraining reads (default: the course's span corruption of wiki.txt)")
+            g.add_argument("--objective", choices=OBJECTIVES, help="span: span corruption (the course's); lm: each "
+                           "document's first block_size characters as language modelling from position 0; mix: "
+                           "either, at random, at every draw")
+            g.add_argument("--mix_questions", metavar="TSV", help="question<TAB>answer lines to mix into "
+                           "pretraining, in the course's answer format (with --question_share)")
+            g.add_argument("--question_share", type=float, metavar="F", help="the share of every epoch's examples "
+                           "that are questions of --mix_questions (default 0: none)")
         add_common(p)
 
     p = verbs.add_parser("ask", help="answer one question (or each line of stdin) with its probability, "
@@ -223,7 +232,8 @@ def run(args) -> int | None:
     if args.verb == "pretrain":
         options, training = resolved(args, "pretrain")
         result = experiment.pretrain(args.variant, args.pretrain_corpus_path, args.writing_params_path, options,
-                                     training, seed=args.seed, device=args.device, control=run_control(args))
+                                     training, seed=args.seed, device=args.device, control=run_control(args),
+                                     questions_path=args.mix_questions)
     elif args.verb == "finetune":
         stage = "finetune" if args.reading_params_path else "scratch"
         options, training = resolved(args, stage)

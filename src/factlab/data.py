@@ -143,6 +143,11 @@ class CorpusIndex:
         return None
 
 
+# Pretraining objectives: the course's span corruption, language modelling of each document from position 0,
+# or a coin flip between them at every draw.
+OBJECTIVES = ("span", "lm", "mix")
+
+
 class CharCorruptionDataset:
     """Span corruption for pretraining: a document becomes `prefix ⁇ suffix ⁇ masked`.
 
@@ -151,10 +156,13 @@ class CharCorruptionDataset:
     fill in the span, which is the same shape of task as answering `question ⁇ answer ⁇`.
     """
 
-    def __init__(self, data: str, block_size: int, seed: int | None = None, source: str = "corpus"):
+    def __init__(self, data: str, block_size: int, seed: int | None = None, source: str = "corpus",
+                 objective: str = "span"):
         if block_size < 9:  # below 9, int(7/8 * block_size) characters and two ⁇ overflow the block
             raise FactlabError(f"block size {block_size} is too small for span corruption (at least 9)")
-        self.block_size = block_size
+        if objective not in OBJECTIVES:
+            raise FactlabError(f"objective {objective!r}: unknown (known: {', '.join(OBJECTIVES)})")
+        self.block_size, self.objective = block_size, objective
         self.vocab = Vocab.from_text(data, source)
         self.stoi, self.itos = self.vocab.stoi, dict(enumerate(self.vocab.itos))
         self.vocab_size = len(self.vocab)
@@ -173,9 +181,16 @@ class CharCorruptionDataset:
         prefix, masked, suffix = truncated[:start], truncated[start : start + masked_len], truncated[start + masked_len :]
         return prefix + MASK_CHAR + suffix + MASK_CHAR + masked
 
+    def draw(self, document: str, rng: random.Random) -> str:
+        """One training text of a document under the objective: "span" (the course's) corrupts it; "lm" is its
+        first block_size characters, read from position 0 as a recitation starts; "mix" is either, evenly.
+        ("span" draws exactly the random numbers the course's dataset draws.)"""
+        objective = rng.choice(("span", "lm")) if self.objective == "mix" else self.objective
+        return self.corrupt(document, rng) if objective == "span" else document[: self.block_size]
+
     def example(self, idx: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unpadded (x, y) for one fresh corruption of document idx."""
-        ids = torch.tensor(self.vocab.encode(self.corrupt(self.data[idx], rng)), dtype=torch.long)
+        """Unpadded (x, y) for one fresh draw of document idx."""
+        ids = torch.tensor(self.vocab.encode(self.draw(self.data[idx], rng)), dtype=torch.long)
         return ids[:-1], ids[1:]
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,6 +238,28 @@ class NameDataset:
         x, y = course_pair(ids, self.block_size)
         y[:unscored] = PAD_ID
         return x, y
+
+
+class QuestionMixture:
+    """Pretraining with the training questions mixed in (Allen-Zhu and Li, "Physics of Language Models, Part
+    3.1": questions seen in pretraining make other people's stored facts extractable): every epoch draws every
+    document once and as many question examples as make `share` of the epoch's examples, going round the
+    questions in order, so a share of n / (n + documents) shows each of n questions once an epoch."""
+
+    def __init__(self, corpus: CharCorruptionDataset, questions: NameDataset, share: float):
+        if not 0 < share < 1:
+            raise FactlabError(f"question share {share}: must be between 0 and 1")
+        self.corpus, self.questions, self.share = corpus, questions, share
+        self.vocab = corpus.vocab
+        self.n_questions = round(share / (1 - share) * len(corpus))
+
+    def __len__(self) -> int:
+        return len(self.corpus) + self.n_questions
+
+    def example(self, idx: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+        if idx < len(self.corpus):
+            return self.corpus.example(idx, rng)
+        return self.questions.example((idx - len(self.corpus)) % len(self.questions), rng)
 
 
 def collate(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 
 from . import FactlabError, checkpoint, formats, state
-from .data import (VALIDATION_QUESTIONS, VALIDATION_SEED, CharCorruptionDataset, parse_questions, question_lines,
-                   validation_split)
+from .data import (VALIDATION_QUESTIONS, VALIDATION_SEED, CharCorruptionDataset, NameDataset, QuestionMixture,
+                   parse_questions, question_lines, validation_split)
 from .decode import Scored
 from .evaluate import Abstention, Score, abstain, london_baseline, score, write_predictions
 from .formats import DIRECT, AnswerFormat, checkpoint_format
 from .io import make_parent, read_text, write_text_atomic
 from .model import GPT, GPTConfig
-from .recipes import ModelOptions, Training, train_config
+from .recipes import COURSE, ModelOptions, Training, train_config
 from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
 
 
@@ -77,17 +77,31 @@ def load_model(params_path, variant: str, corpus_path, options: ModelOptions) ->
 
 def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptions,
              training: Training = Training(), seed: int = 0, device: str = "auto",
-             control: RunControl = RunControl()) -> TrainResult:
-    """`training` is layered over the course's pretraining settings (recipes.COURSE)."""
+             control: RunControl = RunControl(), questions_path=None) -> TrainResult:
+    """`training` is layered over the course's pretraining settings (recipes.COURSE). Its objective says how
+    each document is drawn (data.OBJECTIVES); with a question_share above 0 the questions of `questions_path`
+    (in the course's answer format) make that share of every epoch (data.QuestionMixture), and the cosine's
+    epochs are epochs of that mixture."""
     check_output_path(writing_params_path)
+    settings = COURSE["pretrain"].overridden_by(training)
     config = options.config(variant, 0)
-    corpus = pretraining_dataset(corpus_path, config.block_size)
+    corpus = CharCorruptionDataset(read_text(corpus_path), config.block_size, source=str(corpus_path),
+                                   objective=settings.objective)
     config = replace(config, vocab_size=corpus.vocab_size)
+    data = {"corpus": state.fingerprint(corpus_path), "objective": settings.objective}
+    examples = corpus
+    if settings.question_share > 0:
+        if questions_path is None:
+            raise FactlabError(f"question_share {settings.question_share}: needs the questions to mix in "
+                               "(--mix_questions)")
+        questions = NameDataset(corpus, read_text(questions_path), source=str(questions_path))
+        examples = QuestionMixture(corpus, questions, settings.question_share)
+        data.update(questions=state.fingerprint(questions_path), question_share=settings.question_share)
     torch.manual_seed(seed)
     model = GPT(config)
-    tconf = train_config("pretrain", training, len(corpus), config.block_size, seed, device)
-    data = {"corpus": state.fingerprint(corpus_path)}
-    return _train_and_save(model, corpus, corpus, tconf, writing_params_path, "pretrain", control, data)
+    tconf = train_config("pretrain", training, len(examples), config.block_size, seed, device)
+    return _train_and_save(model, corpus, examples, tconf, writing_params_path, "pretrain", control, data,
+                           {"pretraining": {k: v for k, v in data.items() if k in ("objective", "question_share")}})
 
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from . import FactlabError
+from .data import OBJECTIVES
 from .formats import FORMATS
 from .model import GPTConfig
 from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, TrainConfig
@@ -68,8 +69,12 @@ _TRAINING_TYPES = {"max_epochs": (int, True), "batch_size": (int, True), "learni
                    "warmup_tokens": (int, False), "final_tokens": (int, True), "decay_epochs": (int, True),
                    "weight_decay": (float, False), "max_minutes": (float, False), "max_steps": (int, True),
                    "precision": (str, False), "compile": (bool, False), "lr_schedule": (str, False),
-                   "weight_decay_groups": (str, False), "replay_rates": (str, False)}
-_CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS}
+                   "weight_decay_groups": (str, False), "replay_rates": (str, False),
+                   "objective": (str, False), "question_share": (float, False)}
+_CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS,
+            "objective": OBJECTIVES}
+# Settings of what pretraining reads rather than of the trainer (experiment.pretrain applies them).
+DATA_SETTINGS = ("objective", "question_share")
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class Training:
     lr_schedule: str | None = None
     weight_decay_groups: str | None = None
     replay_rates: str | None = None
+    objective: str | None = None  # pretraining: "span" (the course's), "lm" or "mix" (data.OBJECTIVES)
+    question_share: float | None = None  # pretraining: the share of each epoch that is training questions
 
     def __post_init__(self):
         for name, (kind, positive) in _TRAINING_TYPES.items():
@@ -98,6 +105,8 @@ class Training:
             _check("training option", name, value, kind, positive)
             if name in _CHOICES and value not in _CHOICES[name]:
                 raise FactlabError(f"training option {name}={value!r}: unknown (known: {', '.join(_CHOICES[name])})")
+        if self.question_share is not None and not self.question_share < 1:
+            raise FactlabError(f"training option question_share={self.question_share!r}: must be below 1")
 
     def overridden_by(self, other: Training) -> Training:
         return replace(self, **self._set(other))
@@ -109,7 +118,7 @@ class Training:
     def train_config(self, n_documents: int, block_size: int, seed: int, device: str) -> TrainConfig:
         """The trainer's config: final_tokens, unless given, is decay_epochs × the pretraining corpus's documents ×
         block_size, the course's formula for both of its stages (so its finetuning rate barely decays)."""
-        values = self._set(self)
+        values = {k: v for k, v in self._set(self).items() if k not in DATA_SETTINGS}
         decay_epochs = values.pop("decay_epochs", None)
         if "final_tokens" not in values:
             values["final_tokens"] = decay_epochs * n_documents * block_size
@@ -117,9 +126,11 @@ class Training:
 
 
 # The course's run.py and Trainer: 650 pretraining epochs at batch 128 and lr 6e-3 with the cosine over the first
-# 200 epochs' tokens; finetuning at batch 256 and lr 6e-4, 10 epochs after pretraining or 75 without.
+# 200 epochs' tokens, span corruption of every document once an epoch; finetuning at batch 256 and lr 6e-4, 10
+# epochs after pretraining or 75 without.
 COURSE = {
-    "pretrain": Training(max_epochs=650, batch_size=128, learning_rate=6e-3, decay_epochs=200),
+    "pretrain": Training(max_epochs=650, batch_size=128, learning_rate=6e-3, decay_epochs=200, objective="span",
+                         question_share=0.0),
     "finetune": Training(max_epochs=10, batch_size=256, learning_rate=6e-4, decay_epochs=200),
     "scratch": Training(max_epochs=75, batch_size=256, learning_rate=6e-4, decay_epochs=200),
 }

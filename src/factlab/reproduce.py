@@ -102,7 +102,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                  {"finetune": result.seconds, "finetune_steps": result.steps}, t0)
         t0 = time.perf_counter()
         pre = trained(partial(experiment.pretrain, variant, files.wiki), out / f"{variant}.pretrain.params",
-                      "pretrain", seed=seed, device=device)
+                      "pretrain", seed=seed, device=device, questions_path=files.train)
         fine = trained(partial(experiment.finetune, variant, files.wiki, files.train),
                        out / f"{variant}.finetune.params", "finetune",
                        reading_params_path=out / f"{variant}.pretrain.params", seed=seed, device=device,
