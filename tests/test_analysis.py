@@ -11,6 +11,7 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -374,3 +375,63 @@ def test_errors_are_one_line(work, tmp_path, capsys, case):
     code, out, err = run(capsys, *args)
     assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("factlab: error: ")
     assert "Traceback" not in err and not (tmp_path / "a.json").exists()
+
+
+def test_reliability_and_ece_by_hand():
+    """Two bins used: [0.1, 0.2) holds 0.1 and 0.15 (one right: accuracy 0.5, confidence 0.125) and [0.9, 1]
+    holds 0.9 and 1.0 (both right); ECE = 2/4 · 0.375 + 2/4 · 0.05."""
+    from factlab.statistics import expected_calibration_error, reliability
+
+    bins = reliability([0.1, 0.15, 0.9, 1.0], [True, False, True, True])
+    assert [b["n"] for b in bins] == [0, 2, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert bins[1]["accuracy"] == 0.5 and bins[1]["confidence"] == pytest.approx(0.125)
+    assert bins[0]["accuracy"] is None and bins[9]["high"] == 1.0
+    assert expected_calibration_error([0.1, 0.15, 0.9, 1.0], [True, False, True, True]) == pytest.approx(
+        0.5 * 0.375 + 0.5 * 0.05)
+
+
+def test_platt_scaling_recovers_a_known_miscalibration_and_keeps_the_order():
+    """Correctness drawn with probability sigmoid(2 · logit(p) − 1): the fit finds a ≈ 2, b ≈ −1, brings the ECE
+    down, and never reorders the answers."""
+    from factlab.statistics import Platt, expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.01, 0.99, 20_000)
+    truth = 1 / (1 + np.exp(-(2 * np.log(p / (1 - p)) - 1)))
+    correct = (rng.uniform(size=p.size) < truth).tolist()
+    fit = Platt.fit(p.tolist(), correct)
+    assert fit.a == pytest.approx(2, abs=0.1) and fit.b == pytest.approx(-1, abs=0.1)
+    calibrated = fit(p.tolist())
+    assert expected_calibration_error(calibrated, correct) < 0.02 < expected_calibration_error(p.tolist(), correct)
+    assert np.array_equal(np.argsort(p, kind="stable"), np.argsort(calibrated, kind="stable"))
+    with pytest.raises(ValueError, match="both correct and wrong"):
+        Platt.fit([0.2, 0.3], [True, True])
+
+
+def test_analyze_calibrated_on_another_analysis(work, analysis, tmp_path, capsys):
+    """--calibrate_on fits Platt scaling on another analysis's records and reports raw and calibrated reliability;
+    the order, and so risk–coverage, stays. (The tiny model answers nothing right, so the fitting file is its
+    dev analysis with the more confident half marked right, standing in for a validation split's.)"""
+    fitting = json.loads(json.dumps(analysis))
+    median = np.median([r["confidence"] for r in fitting["records"]])
+    for r in fitting["records"]:
+        r["correct"] = bool(r["confidence"] > median)
+    fitted_on = tmp_path / "validation.analysis.json"
+    fitted_on.write_text(json.dumps(fitting), encoding="utf-8")
+    out = tmp_path / "calibrated.analysis.json"
+    code, printed, err = run(capsys, "analyze", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
+                             "--eval_corpus_path", work["dev"], "--calibrate_on", fitted_on, "--outputs_path", out)
+    assert code == 0 and err == "" and "Platt scaling fitted on" in printed, err
+    result = json.loads(out.read_text(encoding="utf-8"))
+    cal = result["summary"]["calibration"]
+    assert cal["platt"]["n"] == len(fitting["records"]) and cal["ece"] == analysis["summary"]["calibration"]["ece"]
+    assert cal["ece_calibrated"] != cal["ece"] and 0 < cal["platt"]["a"]
+    assert sum(b["n"] for b in cal["reliability_calibrated"]) == len(result["records"])
+    raw = [r["confidence"] for r in result["records"]]
+    calibrated = [r["calibrated_confidence"] for r in result["records"]]
+    assert np.array_equal(np.argsort(raw, kind="stable"), np.argsort(calibrated, kind="stable"))
+    assert result["risk_coverage"] == analysis["risk_coverage"]
+    fitted_on.write_text('{"records": [{"confidence": 0.5}]}', encoding="utf-8")
+    code, _, err = run(capsys, "analyze", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
+                       "--eval_corpus_path", work["dev"], "--calibrate_on", fitted_on)
+    assert code == 2 and err.count("\n") == 1 and "records have a confidence and correct" in err

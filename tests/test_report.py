@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from factlab import checkpoint, experiment
+from factlab.analysis import calibration_summary
 from factlab.cli import main
 from factlab.data import parse_questions
 from factlab.demo import run_demo
@@ -142,7 +143,7 @@ def write_analysis(path, questions, predictions, confidences):
         right += records[i]["correct"]
         coverage.append(k / len(records))
         accuracy.append(right / k)
-    summary = {"n": len(records)}
+    summary = {"n": len(records), "calibration": calibration_summary(records, None)}
     rc = {"coverage": coverage, "accuracy": accuracy, "aurc": 0.5, "accuracy_at_50": 0.25, "accuracy_full": 0.0}
     path.write_text(json.dumps({"records": records, "summary": summary, "risk_coverage": rc}))
 
@@ -199,11 +200,13 @@ def test_report_page(run_dir, page):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert all(base64.b64decode(s.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n" for s in sources)
     assert not re.search(r"(src|href)=\"(https?:)?//", page) and "<link" not in page
-    # images: results, training curves, risk-coverage, and one attention figure per checkpoint (5)
-    assert len(sources) == 3 + 5
+    # images: results, training curves, risk-coverage, reliability, and one attention figure per checkpoint (5)
+    assert len(sources) == 4 + 5
     assert "training curves of demo" in page and "alt=\"risk-coverage\"" in page
     rc_table = page.split("<table id=\"risk-coverage\">")[1].split("</table>")[0]
     assert "demo: vanilla: pretrain + finetune" in rc_table and "demo: orphan.analysis.json" in rc_table
+    calibration = page.split("<table id=\"calibration\">")[1].split("</table>")[0]
+    assert "alt=\"reliability diagram\"" in page and calibration.count("<tr><td>") == 2  # both analyses
     # attention: the default question is the first dev question; each variant's own modules are drawn
     first = (run_dir / "data" / "birth_dev.tsv").read_text().split("\t")[0]
     assert f"Question: <b>{first}</b>" in page
@@ -343,7 +346,7 @@ def test_report_renders_in_headless_chromium(run_dir, page, tmp_path):
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert status["problems"] == [], status["problems"]
     assert console == [], "\n".join(console)
-    assert len(status["images"]) == len(image_sources(page)) == 8  # 3 + one attention figure per checkpoint (5)
+    assert len(status["images"]) == len(image_sources(page)) == 9  # 4 + one attention figure per checkpoint (5)
     assert all(img["complete"] and img["width"] > 0 and img["height"] > 0 for img in status["images"])
     tables = {t["id"]: t for t in status["tables"]}
     results = json.loads((run_dir / "results.json").read_text())

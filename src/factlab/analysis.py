@@ -44,6 +44,11 @@ Definitions
   `correct_in_top_half` how many correct answers the confidence ranks in that half. While accuracy is at most
   50%, accuracy at 50% coverage is at most twice the full accuracy, with equality only when every correct answer
   is in the confident half (`statistics.risk_coverage`).
+- **calibration**: the reliability diagram's 10 equal-width confidence bins (how many answers, their mean
+  confidence, their accuracy) and the expected calibration error, ECE = Σ (n_bin / n) |accuracy − confidence|.
+  `--calibrate_on OTHER.analysis.json` fits Platt scaling, sigmoid(a · logit(p) + b), to the confidence and
+  correctness of OTHER's records (a model's answers to a validation split, never to the questions analysed) and
+  reports the same for the calibrated confidences. It keeps the answers' order, so risk–coverage is unchanged.
 
 JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "factlab-analysis-1")
 -----------------------------------------------------------------------------------------------
@@ -59,7 +64,8 @@ JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "fact
      "prediction_in_train_answers": bool | null,
      "nearest_train_name": str | null, "nearest_train_answer": str | null, "nearest_similarity": float | null,
      "recall_probed": bool, "recalled": bool | null,  # these two only with --recall_params_path
-     "recitation": str, "gold_in_recitation": bool}   # these two only for a recite model
+     "recitation": str, "gold_in_recitation": bool,   # these two only for a recite model
+     "calibrated_confidence": float}                  # only with --calibrate_on
   ],
   "summary": {
     "n": int, "correct": int, "accuracy": float,                       # accuracies are fractions in [0, 1]
@@ -75,7 +81,10 @@ JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "fact
       {"similarity": str,
        "wrong": {"n", "matches", "rate", "expected_train_frequencies", "p_value_train_frequencies",
                  "expected_permutation", "p_value_permutation", "permutations"},
-       "all": {same keys, over every question with a nearest name}}
+       "all": {same keys, over every question with a nearest name}},
+    "calibration": {"bins": 10, "ece": float, "reliability": [{"low", "high", "n", "confidence", "accuracy"}],
+                    "platt": null, or with --calibrate_on {"a", "b", "fitted_on", "n"}, and then also
+                    "ece_calibrated": float, "reliability_calibrated": [...]}
   },
   "risk_coverage": {"coverage": [float] * n, "accuracy": [float] * n, "aurc": float, "aurc_random": float,
                     "aurc_oracle": float, "accuracy_at_50": float, "accuracy_full": float,
@@ -87,6 +96,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -94,8 +104,9 @@ from . import FactlabError, experiment
 from .data import CorpusIndex, Question, question_name
 from .decode import Scored, answer_questions
 from .formats import DIRECT, RECITE, checkpoint_format
-from .io import read_text, write_text_atomic
-from .statistics import match_test, mean_or_none, proportion, risk_coverage
+from .io import read_json, read_text, write_text_atomic
+from .statistics import (CALIBRATION_BINS, Platt, expected_calibration_error, match_test, mean_or_none, proportion,
+                         reliability, risk_coverage)
 
 SCHEMA = "factlab-analysis-1"
 DOCUMENT_RULE = "the wiki.txt lines that start with 'NAME.'; a place occurs if it occurs in any of them"
@@ -172,10 +183,10 @@ def split(records: list[dict], key: str) -> dict:
 
 def analyze_answers(questions: list[Question], scored: list[Scored], index: CorpusIndex,
                     train: list[Question] | None = None, recalled: list[bool | None] | None = None,
-                    recitations: list[str] | None = None) -> dict:
+                    recitations: list[str] | None = None, calibration: Calibration | None = None) -> dict:
     """Records, summary and risk–coverage (the JSON of the module docstring, without "meta"); `recalled` is
     `biography_recall`'s answer per question, when there is a pretrained model to probe; `recitations` what a
-    recite model wrote before each answer."""
+    recite model wrote before each answer; `calibration` one fitted on other answers."""
     if len(questions) != len(scored):
         raise ValueError(f"{len(scored)} answers for {len(questions)} questions")
     if not questions or questions[0].answer is None:
@@ -236,8 +247,51 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
             return match_test([r["prediction"] for r in group], [r["nearest_train_answer"] for r in group],
                               train_freq)
         summary["nearest_name"] = {"similarity": SIMILARITY, "wrong": test(wrong), "all": test(records)}
+    summary["calibration"] = calibration_summary(records, calibration)
     return {"records": records, "summary": summary,
             "risk_coverage": risk_coverage(confidences, [r["correct"] for r in records])}
+
+
+def calibration_summary(records: list[dict], calibration: Calibration | None) -> dict:
+    """How well the confidences state their probability of being right: reliability bins and ECE, and with a
+    calibration fitted on other answers (a validation split's), the same for the calibrated confidences, which
+    the records then carry as "calibrated_confidence"."""
+    correct = [r["correct"] for r in records]
+    raw = [r["confidence"] for r in records]
+    summary = {"bins": CALIBRATION_BINS, "ece": expected_calibration_error(raw, correct),
+               "reliability": reliability(raw, correct), "platt": None}
+    if calibration is not None:
+        calibrated = calibration.platt(raw)
+        for record, p in zip(records, calibrated):
+            record["calibrated_confidence"] = p
+        summary.update(platt={"a": calibration.platt.a, "b": calibration.platt.b, "fitted_on": calibration.source,
+                              "n": calibration.n},
+                       ece_calibrated=expected_calibration_error(calibrated, correct),
+                       reliability_calibrated=reliability(calibrated, correct))
+    return summary
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Platt scaling fitted on the records of another analysis (`analyze --calibrate_on`)."""
+    platt: Platt
+    source: str
+    n: int
+
+    @classmethod
+    def fitted_on(cls, analysis_path) -> Calibration:
+        analysis = read_json(analysis_path)
+        records = analysis.get("records") if isinstance(analysis, dict) else None
+        if not isinstance(records, list) or not records or not all(
+                isinstance(r, dict) and isinstance(r.get("confidence"), (int, float))
+                and isinstance(r.get("correct"), bool) for r in records):
+            raise FactlabError(f"{analysis_path}: expected a `factlab analyze` JSON whose records have a "
+                               "confidence and correct")
+        try:
+            platt = Platt.fit([r["confidence"] for r in records], [r["correct"] for r in records])
+        except ValueError as err:
+            raise FactlabError(f"{analysis_path}: {err}") from None
+        return cls(platt, str(analysis_path), len(records))
 
 
 # ---------------------------------------------------------------- factlab analyze
@@ -261,6 +315,14 @@ def format_summary(result: dict) -> str:
     lines.append(f"accuracy at 50% coverage: {_pct(rc['accuracy_at_50'])} (full coverage {_pct(rc['accuracy_full'])}"
                  f"; answer only when confidence >= {rc['threshold_at_50']:.4g}); AURC {rc['aurc']:.4f} "
                  f"(random order {rc['aurc_random']:.4f}, best order {rc['aurc_oracle']:.4f})")
+    cal = s.get("calibration")
+    if cal is not None:
+        line = f"calibration: ECE {cal['ece']:.3f} ({cal['bins']} equal-width bins)"
+        if cal["platt"] is not None:
+            pl = cal["platt"]
+            line += (f"; Platt scaling fitted on {pl['n']} answers of {pl['fitted_on']} (a {pl['a']:.3g}, "
+                     f"b {pl['b']:.3g}): ECE {cal['ece_calibrated']:.3f}")
+        lines.append(line)
     if "correct_in_top_half" in rc:
         lines.append(f"the most confident half holds {rc['correct_in_top_half']} of the {s['correct']} correct answers;"
                      f" the best order would give {_pct(rc['accuracy_at_50_best'])} at 50% coverage")
@@ -298,9 +360,10 @@ def _fmt(x: float | None) -> str:
 
 def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_path, options,
                  train_corpus_path=None, outputs_path=None, device: str = "auto",
-                 drop_non_ascii: bool = False, recall_params_path=None) -> dict:
+                 drop_non_ascii: bool = False, recall_params_path=None, calibrate_on=None) -> dict:
     if outputs_path is not None:
         experiment.check_output_path(outputs_path)
+    calibration = Calibration.fitted_on(calibrate_on) if calibrate_on is not None else None
     model, corpus = experiment.load_model(reading_params_path, variant, corpus_path, options)
     questions = experiment.read_questions(eval_corpus_path, drop_non_ascii, require_answers=True)
     train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
@@ -313,7 +376,7 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
         pretrained, _ = experiment.load_model(recall_params_path, variant, corpus_path, experiment.ModelOptions())
         pretrained.to(next(model.parameters()).device)
         recalled = biography_recall(pretrained, corpus.vocab, index, questions)
-    result = analyze_answers(questions, scored, index, train, recalled, recitations)
+    result = analyze_answers(questions, scored, index, train, recalled, recitations, calibration)
     meta = {"variant": variant, "checkpoint": str(reading_params_path), "corpus_path": str(corpus_path),
             "eval_corpus_path": str(eval_corpus_path),
             "train_corpus_path": None if train_corpus_path is None else str(train_corpus_path),

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--train_corpus_path", help="the finetuning file: nearest training names, answer "
                                                        "frequencies")
             p.add_argument("--outputs_path", help="the analysis as JSON (schema in factlab/analysis.py)")
+            p.add_argument("--calibrate_on", metavar="ANALYSIS", help="fit Platt scaling of the confidence on the "
+                           "records of this `factlab analyze` JSON (a model's answers to validation questions) and "
+                           "report the calibrated confidences' reliability and ECE")
             p.add_argument("--recall_params_path", metavar="PRETRAINED",
                            help="the pretrained checkpoint the model was finetuned from: probe whether it recalls "
                                 "each gold place from the person's biography, and split accuracy by that")
@@ -258,7 +261,7 @@ def run(args) -> int | None:
         result = run_analysis(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                               args.eval_corpus_path, model_options(args), args.train_corpus_path,
                               args.outputs_path, device=args.device, drop_non_ascii=args.drop_non_ascii,
-                              recall_params_path=args.recall_params_path)
+                              recall_params_path=args.recall_params_path, calibrate_on=args.calibrate_on)
         print(format_summary(result) + (f"\nwrote {args.outputs_path}" if args.outputs_path else ""))
         return
     elif args.verb == "ask":

@@ -1,11 +1,12 @@
-"""The statistics of the results: intervals for an accuracy, risk–coverage of a confidence, and the tests of the
-nearest-name hypothesis. Plain functions of numbers and lists; what the numbers mean for factlab's answers is
+"""The statistics of the results: intervals for an accuracy, risk–coverage of a confidence, the tests of the
+nearest-name hypothesis, and calibration (reliability bins, ECE, Platt scaling). Plain functions of numbers and lists; what the numbers mean for factlab's answers is
 said where they are used (analysis.py's docstring defines the JSON fields built from them)."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -108,3 +109,79 @@ def match_test(predictions: list[str], nearest: list[str], train_freq: dict[str,
         at_least += int(((shuffled == near).sum(axis=1) >= matches).sum())
     result["p_value_permutation"] = (1 + at_least) / (1 + permutations)
     return result
+
+
+# ---------------------------------------------------------------- calibration
+
+CALIBRATION_BINS = 10  # equal-width confidence bins of the reliability diagram and the ECE
+
+
+def reliability(confidences: list[float], correct: list[bool], bins: int = CALIBRATION_BINS) -> list[dict]:
+    """The reliability diagram's bins, [i/bins, (i+1)/bins) (the last one closed): how many answers fall in each,
+    their mean confidence and their accuracy (None for an empty bin)."""
+    rows = [{"low": i / bins, "high": (i + 1) / bins, "n": 0, "confidence": None, "accuracy": None}
+            for i in range(bins)]
+    members: list[list[int]] = [[] for _ in range(bins)]
+    for i, p in enumerate(confidences):
+        members[min(bins - 1, int(p * bins))].append(i)
+    for row, idx in zip(rows, members):
+        if idx:
+            row.update(n=len(idx), confidence=float(np.mean([confidences[i] for i in idx])),
+                       accuracy=float(np.mean([correct[i] for i in idx])))
+    return rows
+
+
+def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = CALIBRATION_BINS
+                               ) -> float:
+    """ECE (Naeini et al. 2015; Guo et al. 2017): the answers' share in each bin times |accuracy - confidence|
+    there, summed over the bins."""
+    n = len(confidences)
+    return float(sum(r["n"] / n * abs(r["accuracy"] - r["confidence"]) for r in reliability(confidences, correct, bins)
+                     if r["n"]))
+
+
+def _logit(p: list[float]):
+    import torch
+
+    p = torch.tensor(p, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+    return torch.log(p) - torch.log1p(-p)
+
+
+@dataclass(frozen=True)
+class Platt:
+    """Platt scaling of a confidence (Platt 1999; temperature scaling is the case b = 0, a = 1/T): the calibrated
+    confidence is sigmoid(a · logit(p) + b). With a > 0 it keeps the answers' order, so risk–coverage is
+    unchanged and only the stated probabilities move."""
+    a: float
+    b: float
+
+    @classmethod
+    def fit(cls, confidences: list[float], correct: list[bool]) -> Platt:
+        """a and b of least log-loss on (confidence, correct) pairs: logistic regression on logit(p), by L-BFGS,
+        with Platt's targets (n₊ + 1)/(n₊ + 2) for a right answer and 1/(n₋ + 2) for a wrong one in place of 1 and
+        0, so that answers a confidence separates perfectly do not drive a to infinity."""
+        import torch
+
+        if len(set(correct)) < 2:
+            raise ValueError("fitting a calibration needs both correct and wrong answers")
+        right = sum(correct)
+        wrong = len(correct) - right
+        x = _logit(confidences)
+        y = torch.tensor([(right + 1) / (right + 2) if c else 1 / (wrong + 2) for c in correct], dtype=torch.float64)
+        ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([ab], max_iter=200, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+
+        def loss():
+            optimizer.zero_grad()
+            value = torch.nn.functional.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
+            value.backward()
+            return value
+
+        optimizer.step(loss)
+        a, b = ab.detach().tolist()
+        return cls(a, b)
+
+    def __call__(self, confidences: list[float]) -> list[float]:
+        import torch
+
+        return torch.sigmoid(self.a * _logit(confidences) + self.b).tolist()

@@ -20,7 +20,7 @@ from ..experiment import check_output_path
 from ..io import write_text_atomic
 from ..statistics import wilson_interval
 from .attention import attention
-from .plots import attention_figure, results_plot, risk_coverage_plot, training_curves_plot
+from .plots import attention_figure, reliability_plot, results_plot, risk_coverage_plot, training_curves_plot
 from .runs import Run, RunDir, load_run_dir
 
 
@@ -174,11 +174,10 @@ def build_report(run_dir_paths, question: str | None = None, data_dir=None) -> s
             parts.append(f"<p class=\"note\">{esc(d.path.name)}: no training metrics (*.metrics.jsonl).</p>")
 
     parts.append("<h2>Risk–coverage</h2>")
-    curves = [(run.label, run.analysis["risk_coverage"]) for run in runs
-              if run.analysis is not None and run.analysis.get("risk_coverage")]
-    matched = {id(run.analysis) for run in runs if run.analysis is not None}
-    curves += [(f"{d.path.name}: {p.name}", a["risk_coverage"]) for d in run_dirs for p, a in d.analyses
-               if id(a) not in matched and a.get("risk_coverage")]
+    analyses = [(run.label, run.analysis) for run in runs if run.analysis is not None]
+    matched = {id(a) for _, a in analyses}
+    analyses += [(f"{d.path.name}: {p.name}", a) for d in run_dirs for p, a in d.analyses if id(a) not in matched]
+    curves = [(label, a["risk_coverage"]) for label, a in analyses if a.get("risk_coverage")]
     if curves:
         parts.append("<p>Questions sorted by the model's confidence in its answer: accuracy on the most confident "
                      "fraction answered. From the <code>*.analysis.json</code> files of "
@@ -196,6 +195,8 @@ def build_report(run_dir_paths, question: str | None = None, data_dir=None) -> s
                      "analyze</code>) in these run directories: no risk–coverage plot, and the predictions table "
                      "has no confidence column.</p>")
 
+    parts += calibration_section(analyses)
+
     parts.append(f"<h2>Attention maps</h2>\n<p>Question: <b>{esc(question)}</b></p>")
     with_model = [(d, run) for d in run_dirs for run in d.runs
                   if run.row["params"] and (d.path / run.row["params"]).is_file()]
@@ -211,6 +212,26 @@ def build_report(run_dir_paths, question: str | None = None, data_dir=None) -> s
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>factlab report</title>\n"
             f"<style>{CSS}</style></head>\n<body>\n{body}\n<script>{FILTER_JS}</script>\n</body></html>\n")
+
+
+def calibration_section(analyses: list[tuple[str, dict]]) -> list[str]:
+    """The reliability diagrams and ECEs of the analyses that have them (`factlab analyze` writes them; with
+    --calibrate_on, also after Platt scaling)."""
+    found = [(label, a["summary"]["calibration"]) for label, a in analyses
+             if isinstance(a.get("summary"), dict) and isinstance(a["summary"].get("calibration"), dict)]
+    if not found:
+        return []
+    rows = "".join(f"<tr><td>{esc(label)}</td><td class=\"num\">{cal['ece']:.3f}</td><td class=\"num\">"
+                   + (f"{cal['ece_calibrated']:.3f}" if cal.get("platt") else "–") + "</td><td>"
+                   + (esc(f"Platt a {cal['platt']['a']:.3g}, b {cal['platt']['b']:.3g}, fitted on "
+                          f"{cal['platt']['n']} answers of {cal['platt']['fitted_on']}") if cal.get("platt") else "–")
+                   + "</td></tr>" for label, cal in found)
+    return ["<h2>Calibration</h2>",
+            "<p>Answers binned by confidence: a calibrated model's accuracy in each bin equals its mean confidence "
+            "(the diagonal). ECE: the answers' share in each bin times the gap, summed.</p>",
+            f"<img alt=\"reliability diagram\" src=\"{reliability_plot(found)}\">",
+            "<table id=\"calibration\"><thead><tr><th>analysis</th><th>ECE</th><th>ECE calibrated</th>"
+            f"<th>calibration</th></tr></thead><tbody>{rows}</tbody></table>"]
 
 
 def write_report(run_dir_paths, output, question: str | None = None, data_dir=None) -> Path:

@@ -69,6 +69,26 @@ def risk_coverage_plot(curves: list[tuple[str, dict]]) -> str:
     return png(fig)
 
 
+def reliability_plot(calibrations: list[tuple[str, dict]]) -> str:
+    """Accuracy against mean confidence per bin, for each analysis (dashed: after its Platt scaling)."""
+    fig = Figure(figsize=(5, 5), dpi=90)
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+    for label, cal in calibrations:
+        for key, style, suffix in (("reliability", "-o", ""), ("reliability_calibrated", "--s", ", calibrated")):
+            bins = [b for b in cal.get(key) or [] if b["n"]]
+            if bins:
+                ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], style, markersize=4,
+                        label=f"{label}{suffix}")
+    ax.set_xlabel("mean confidence in the bin")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return png(fig)
+
+
 MODULE_ROLES = {"down_block.attn": "latents ← input", "up_block.attn": "input ← latents"}
 
 
