@@ -151,3 +151,28 @@ def test_reproduce_on_a_validation_split_never_reads_dev(tmp_path, corpus_files,
     assert main(["split", "--finetune_corpus_path", str(corpus_files["train"]), "--out_dir", str(tmp_path / "s"),
                  "--validation", str(len(train))]) == 2
     assert "a validation split of" in capsys.readouterr().err
+
+
+def test_reproduce_analyzes_and_calibrates_a_final_run(tmp_path, corpus_files):
+    """--analyze --calibrate: the pretrained model is also finetuned without the validation split, its answers
+    to the split are analysed, and the final model's analysis (recall probe included) is calibrated on them when
+    they hold right and wrong answers; the row and results.md carry the key numbers."""
+    out = tmp_path / "final"
+    said = []
+    rows = reproduce(DataFiles.in_dir(corpus_files["wiki"].parent), out, TINY, variants=("vanilla",), device="cpu",
+                     log=said.append, analyze=True, calibrate=15, scratch=False)
+    assert [r["run"] for r in rows] == ["London baseline", "vanilla: pretrain + finetune"]
+    final = rows[-1]
+    assert (out / "calibration" / "validation.tsv").is_file() and (out / "vanilla.calibration.params").is_file()
+    calibration = json.loads((out / "vanilla.calibration.analysis.json").read_text())
+    assert calibration["meta"]["eval_corpus_path"].endswith("validation.tsv") and len(calibration["records"]) == 15
+    analysis = json.loads((out / final["analysis"]["file"]).read_text())
+    assert analysis["meta"]["recall_checkpoint"].endswith("vanilla.pretrain.params")
+    assert final["analysis"]["recall"]["probed"] > 0 and final["analysis"]["accuracy"] == final["correct"] / final["total"]
+    fitted = len({r["correct"] for r in calibration["records"]}) == 2
+    assert ("ece_calibrated" in final["analysis"]) == fitted
+    assert fitted or any(line.startswith("no calibration:") for line in said)
+    assert "recalled by the pretrained model" in (out / "results.md").read_text()
+    assert "calibration" in final["stage_seconds"] and "analysis" in final["stage_seconds"]
+    with pytest.raises(FactlabError, match="--calibrate is for a final run"):
+        reproduce(DataFiles.in_dir(corpus_files["wiki"].parent), out, TINY, calibrate=15, validation=20)

@@ -386,3 +386,20 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     if outputs_path is not None:
         write_text_atomic(outputs_path, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
     return result
+
+
+def summary_numbers(result: dict) -> dict:
+    """The key numbers of an analysis, for a results table: accuracy at full and at half coverage, AURC, ECE (and
+    after calibration), and, with the recall probe, how many facts the pretrained model stored and how many of
+    those and of the others the model answered right."""
+    s, rc, cal = result["summary"], result["risk_coverage"], result["summary"]["calibration"]
+    numbers = {"accuracy": s["accuracy"], "accuracy_at_50": rc["accuracy_at_50"], "aurc": rc["aurc"],
+               "ece": cal["ece"]}
+    if cal["platt"] is not None:
+        numbers["ece_calibrated"] = cal["ece_calibrated"]
+    recalled = s["by"].get("recalled")
+    if recalled is not None:
+        numbers["recall"] = {"probed": recalled["true"]["n"] + recalled["false"]["n"], "recalled": recalled["true"]["n"],
+                             "correct_when_recalled": recalled["true"]["correct"],
+                             "correct_otherwise": recalled["false"]["correct"]}
+    return numbers

@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "the training questions but N held out (as `factlab split`: OUT_DIR/train.tsv) and score the N "
                    f"(OUT_DIR/validation.tsv) instead of dev and test (N = {VALIDATION_QUESTIONS} is the "
                    "project's split)")
+    p.add_argument("--analyze", action="store_true", help="also analyse every pretrained model's answers "
+                   "(NAME.analysis.json: confidence, risk–coverage, calibration, the pretrained model's recall of "
+                   "each fact), with the key numbers in results.json")
+    p.add_argument("--calibrate", type=int, metavar="N", help="a final run's: also finetune without N held-out "
+                   f"training questions (N = {VALIDATION_QUESTIONS}: the validation split), analyse its answers to "
+                   "them, and calibrate the final model's confidence on them (implies --analyze)")
+    p.add_argument("--no_scratch", action="store_true", help="leave out the finetuning without pretraining")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -280,7 +287,8 @@ def run(args) -> int | None:
         return
     elif args.verb == "reproduce":
         reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, args.recipe, variants=args.variants, seed=args.seed,
-                  device=args.device, resume=args.resume, precision=args.precision, validation=args.validation)
+                  device=args.device, resume=args.resume, precision=args.precision, validation=args.validation,
+                  analyze=args.analyze, calibrate=args.calibrate, scratch=not args.no_scratch)
         return
     elif args.verb == "split":
         train, held_out = experiment.split(args.finetune_corpus_path, args.out_dir, args.validation, args.seed)

@@ -45,15 +45,26 @@ class DataFiles:
 
 def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast", variants=("vanilla",),
               seed: int = 0, device: str = "auto", log=print, resume: bool = False,
-              precision: str | None = None, validation: int | None = None) -> list[dict]:
+              precision: str | None = None, validation: int | None = None, analyze: bool = False,
+              calibrate: int | None = None, scratch: bool = True) -> list[dict]:
     """With `resume`, a stage whose checkpoint is there without a training state is finished and is not trained
     again (its times and steps come from the checkpoint), and a stage with a training state continues from it:
     a reproduction of hours, stopped or killed, goes on where it was. `precision` overrides every stage's.
 
     With `validation` N, the run is one for choosing settings: it finetunes on the training questions less N held
     out (experiment.split, into OUT_DIR) and scores those N in place of dev; dev and the test inputs are not
-    read."""
+    read.
+
+    With `analyze`, every pretrained model's answers are analysed too (analysis.py: confidence, risk–coverage,
+    calibration, and the pretrained model's recall of each fact), and the row carries the analysis's key numbers.
+    `calibrate` N (a final run's) also finetunes the pretrained model on the training questions less N held out
+    (the validation split for N = 400), analyses its answers to the N and calibrates the final model's
+    confidences on them.
+    Without `scratch` the finetuning without pretraining is left out."""
     chosen = recipe_name if isinstance(recipe_name, Recipe) else recipe(recipe_name)
+    if calibrate is not None and validation is not None:
+        raise FactlabError("--calibrate is for a final run: a run with --validation has no held-out questions left "
+                           "to calibrate on")
     scored_on, split = "dev", None
     if validation is not None:
         split = {"questions": validation, "seed": VALIDATION_SEED, "of": files.train.name}
@@ -70,7 +81,9 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
     started = time.perf_counter()
     rows: list[dict] = []
 
-    def evaluate(name, variant, params, stage_seconds, t0):
+    def evaluate(name, variant, params, stage_seconds, t0, analysed=None):
+        """Answer the scored questions and the test inputs; analysed = (pretrained checkpoint, calibration file)
+        asks for the answers' analysis too."""
         evaluation = experiment.evaluate(variant, files.wiki, out / params, files.dev, chosen.model,
                                          out / f"{name}.{scored_on}.predictions", device=device)
         if files.test is not None:
@@ -78,7 +91,19 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                                 out / f"{name}.test.predictions", device=device)
         rows.append(row(f"{variant}: {RUN_NAMES[name.split('.')[1]]}", variant, evaluation,
                         time.perf_counter() - t0, params, f"{name}.{scored_on}.predictions", stage_seconds, log))
+        if analysed is not None:
+            t1 = time.perf_counter()
+            rows[-1]["analysis"] = analysis_of(variant, out / params, files.dev,
+                                               out / f"{name}.{scored_on}.analysis.json", *analysed)
+            stage_seconds["analysis"] = round(time.perf_counter() - t1, 1)
         write_results(out, rows, files, chosen, seed, scored_on, split)  # after each run: hours of work stay on record
+
+    def analysis_of(variant, params, questions, output, pretrained, calibrate_on=None) -> dict:
+        from .analysis import run_analysis, summary_numbers
+
+        result = run_analysis(variant, files.wiki, params, questions, chosen.model, files.train, output,
+                              device=device, recall_params_path=pretrained, calibrate_on=calibrate_on)
+        return {"file": output.name, **summary_numbers(result)}
 
     def trained(run, params: Path, stage: str, **options):
         """Train one stage (run: experiment.pretrain or finetune), or take a finished one as it is."""
@@ -95,23 +120,49 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
     london = experiment.london(files.dev, out / f"london.{scored_on}.predictions")
     rows.append(row("London baseline", "baseline", london, 0.0, None, f"london.{scored_on}.predictions", {}, log))
     for variant in variants:
+        if scratch:
+            t0 = time.perf_counter()
+            result = trained(partial(experiment.finetune, variant, files.wiki, files.train),
+                             out / f"{variant}.nopretrain.params", "scratch", seed=seed, device=device)
+            evaluate(f"{variant}.nopretrain", variant, f"{variant}.nopretrain.params",
+                     {"finetune": result.seconds, "finetune_steps": result.steps}, t0)
         t0 = time.perf_counter()
-        result = trained(partial(experiment.finetune, variant, files.wiki, files.train),
-                         out / f"{variant}.nopretrain.params", "scratch", seed=seed, device=device)
-        evaluate(f"{variant}.nopretrain", variant, f"{variant}.nopretrain.params",
-                 {"finetune": result.seconds, "finetune_steps": result.steps}, t0)
-        t0 = time.perf_counter()
-        pre = trained(partial(experiment.pretrain, variant, files.wiki), out / f"{variant}.pretrain.params",
-                      "pretrain", seed=seed, device=device, questions_path=files.train)
+        pretrained = out / f"{variant}.pretrain.params"
+        pre = trained(partial(experiment.pretrain, variant, files.wiki), pretrained, "pretrain", seed=seed,
+                      device=device, questions_path=files.train)
+        seconds = {"pretrain": pre.seconds, "pretrain_steps": pre.steps}
+        calibration = None
+        if calibrate is not None:  # the same finetuning without the held-out questions, and its answers to them
+            t1 = time.perf_counter()
+            rest, held_out = experiment.split(files.train, out / "calibration", calibrate)
+            trained(partial(experiment.finetune, variant, files.wiki, rest), out / f"{variant}.calibration.params",
+                    "finetune", reading_params_path=pretrained, seed=seed, device=device,
+                    answer_format=chosen.answer_format)
+            calibration = out / f"{variant}.calibration.analysis.json"
+            analysis_of(variant, out / f"{variant}.calibration.params", held_out, calibration, pretrained)
+            calibration = fittable(calibration, log)
+            seconds["calibration"] = round(time.perf_counter() - t1, 1)
         fine = trained(partial(experiment.finetune, variant, files.wiki, files.train),
-                       out / f"{variant}.finetune.params", "finetune",
-                       reading_params_path=out / f"{variant}.pretrain.params", seed=seed, device=device,
-                       answer_format=chosen.answer_format)
+                       out / f"{variant}.finetune.params", "finetune", reading_params_path=pretrained, seed=seed,
+                       device=device, answer_format=chosen.answer_format)
         evaluate(f"{variant}.pretrain", variant, f"{variant}.finetune.params",
-                 {"pretrain": pre.seconds, "finetune": fine.seconds, "pretrain_steps": pre.steps,
-                  "finetune_steps": fine.steps}, t0)
+                 {**seconds, "finetune": fine.seconds, "finetune_steps": fine.steps}, t0,
+                 (pretrained, calibration) if analyze or calibrate is not None else None)
     log(f"\n{results_markdown(rows, scored_on)}\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return rows
+
+
+def fittable(calibration: Path, log) -> Path | None:
+    """The calibration file, or None (said in the log) when no calibration can be fitted on it: a model that
+    answers every validation question right, or none."""
+    from .analysis import Calibration
+
+    try:
+        Calibration.fitted_on(calibration)
+    except FactlabError as err:
+        log(f"no calibration: {err}")
+        return None
+    return calibration
 
 
 RUN_NAMES = {"nopretrain": "no pretraining", "pretrain": "pretrain + finetune"}
@@ -125,9 +176,21 @@ def row(label, variant, evaluation, seconds, params, predictions, stage_seconds,
 
 
 def results_markdown(rows: list[dict], scored_on: str = "dev") -> str:
-    table = [f"| run | {scored_on} exact match | wall-clock |", "| --- | --- | --- |"]
-    table += [f"| {r['run']} | {r['correct']}/{r['total']} = {r['percent']:.1f}% | {r['seconds']:.0f} s |"
-              for r in rows]
+    """The results table; with analyses, also the facts the pretrained model recalls, the accuracy among the
+    most confident half of the answers and the ECE (after calibration, when there is one)."""
+    analysed = any("analysis" in r for r in rows)
+    extra = " recalled by the pretrained model | accuracy at 50% coverage | ECE |" if analysed else ""
+    table = [f"| run | {scored_on} exact match | wall-clock |{extra}", "| --- | --- | --- |" + " --- |" * (3 * analysed)]
+    for r in rows:
+        line = f"| {r['run']} | {r['correct']}/{r['total']} = {r['percent']:.1f}% | {r['seconds']:.0f} s |"
+        if analysed:
+            a = r.get("analysis") or {}
+            recall = a.get("recall")
+            line += (f" {recall['recalled']}/{recall['probed']} |" if recall else " – |")
+            line += (f" {100 * a['accuracy_at_50']:.1f}% |" if a else " – |")
+            line += (f" {a['ece']:.3f}" + (f" ({a['ece_calibrated']:.3f} calibrated)" if "ece_calibrated" in a else "")
+                     + " |" if a else " – |")
+        table.append(line)
     return "\n".join(table)
 
 
