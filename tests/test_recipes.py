@@ -106,3 +106,23 @@ def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, cor
     assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--question_share", "1"]) == 2
     assert "question_share=1.0: must be below 1" in capsys.readouterr().err
     assert not (tmp_path / "x.params").exists()
+
+
+def test_overrides_change_one_setting_of_a_recipe_typed():
+    from factlab.recipes import overridden
+
+    chosen = overridden(RECIPES["cpu-recite"], ["pretrain.objective=lm", "model.n_embd=256",
+                                                 "finetune.learning_rate=3e-4", "pretrain.compile=true",
+                                                 "answer_format=direct"])
+    assert (chosen.pretrain.objective, chosen.model.n_embd, chosen.finetune.learning_rate) == ("lm", 256, 3e-4)
+    assert chosen.pretrain.compile is True and chosen.answer_format == "direct"
+    assert chosen.pretrain.max_minutes == RECIPES["cpu-recite"].pretrain.max_minutes  # the rest is the recipe's
+    assert chosen.name == "cpu-recite pretrain.objective=lm model.n_embd=256 finetune.learning_rate=3e-4 " \
+                          "pretrain.compile=true answer_format=direct"
+    assert overridden(RECIPES["course"], []) is RECIPES["course"]
+    for bad, message in (("pretrain.objectiv=lm", "expected STAGE.NAME=VALUE"), ("foo=1", "expected STAGE.NAME"),
+                         ("pretrain.max_epochs=1.5", "'1.5' is not of type int"),
+                         ("pretrain.objective=xx", "objective='xx': unknown"),
+                         ("answer_format=essay", "answer_format 'essay': unknown")):
+        with pytest.raises(FactlabError, match=message):
+            overridden(RECIPES["course"], [bad])

@@ -21,7 +21,7 @@ from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
 from .data import OBJECTIVES, VALIDATION_QUESTIONS, VALIDATION_SEED
 from .formats import FORMATS
-from .recipes import RECIPES, ModelOptions, Training, recipe
+from .recipes import RECIPES, ModelOptions, Training, overridden, recipe
 from .reproduce import DataFiles, reproduce
 from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, ranks
 
@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"training questions (N = {VALIDATION_QUESTIONS}: the validation split), analyse its answers to "
                    "them, and calibrate the final model's confidence on them (implies --analyze)")
     p.add_argument("--no_scratch", action="store_true", help="leave out the finetuning without pretraining")
+    p.add_argument("--override", action="append", default=[], metavar="STAGE.NAME=VALUE",
+                   help="change one setting of the recipe, e.g. pretrain.objective=lm, finetune.learning_rate=3e-4, "
+                   "model.n_embd=256 or answer_format=recite (repeatable; recorded in results.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -286,7 +289,8 @@ def run(args) -> int | None:
         print(report(experiment.london(args.eval_corpus_path, args.outputs_path).score, args.outputs_path))
         return
     elif args.verb == "reproduce":
-        reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, args.recipe, variants=args.variants, seed=args.seed,
+        reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, overridden(recipe(args.recipe), args.override),
+                  variants=args.variants, seed=args.seed,
                   device=args.device, resume=args.resume, precision=args.precision, validation=args.validation,
                   analyze=args.analyze, calibrate=args.calibrate, scratch=not args.no_scratch)
         return

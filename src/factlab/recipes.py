@@ -226,3 +226,28 @@ def recipe(name: str | None) -> Recipe:
     if name not in RECIPES:
         raise FactlabError(f"--recipe {name}: unknown recipe (known: {', '.join(RECIPES)})")
     return RECIPES[name]
+
+
+def overridden(chosen: Recipe, assignments: list[str]) -> Recipe:
+    """The recipe with `STAGE.NAME=VALUE` assignments applied (STAGE: model, pretrain, finetune, scratch; or
+    answer_format=VALUE): a reproduction that changes one setting of a recipe, typed and checked as recipes are.
+    The name says what changed."""
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        stage, dot, name = key.partition(".")
+        if key == "answer_format" and sep:
+            chosen = replace(chosen, answer_format=text)
+            continue
+        target = chosen.model if stage == "model" else getattr(chosen, stage, None) if stage in STAGES else None
+        names = {f.name: f for f in fields(target)} if target is not None else {}
+        if not sep or not dot or name not in names:
+            raise FactlabError(f"--override {assignment}: expected STAGE.NAME=VALUE with STAGE one of model, "
+                               f"{', '.join(STAGES)} and NAME one of its settings, or answer_format=VALUE")
+        kind = _TRAINING_TYPES.get(name, (float if name == "dropout" else int, None))[0]
+        try:
+            value = {bool: lambda t: {"true": True, "false": False}[t.lower()]}.get(kind, kind)(text)
+        except (ValueError, KeyError):
+            raise FactlabError(f"--override {assignment}: {text!r} is not of type {kind.__name__}") from None
+        layer = type(target)(**{name: value})
+        chosen = replace(chosen, **{stage: target.overridden_by(layer)})
+    return replace(chosen, name=chosen.name + "".join(f" {a}" for a in assignments)) if assignments else chosen
