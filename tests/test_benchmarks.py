@@ -200,3 +200,27 @@ def test_ab_steps_times_a_change_against_the_model_as_it_is(corpus_files, capsys
     assert static["first_losses"]["B"][0] == pytest.approx(static["first_losses"]["A"][0], rel=1e-2)
     with pytest.raises(SystemExit):
         ab_steps.main(["--data", data, "--change", "fused-qkv", "--steps", "2"])
+
+
+def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp_path, monkeypatch, capsys):
+    """A lever is a reproduction with --validation: its row is scored on the held-out questions, analysed, and
+    the table gathers every lever's folder."""
+    import levers
+
+    from factlab import recipes
+    from factlab.recipes import ModelOptions, Recipe, Training
+
+    tiny = Recipe("tiny", "for the tests", ModelOptions(block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0),
+                  pretrain=Training(max_epochs=1, batch_size=32), finetune=Training(max_epochs=1, batch_size=32))
+    monkeypatch.setitem(recipes.RECIPES, "tiny", tiny)
+    monkeypatch.setattr(levers, "LEVERS", {"base": ("tiny", [], "vanilla"),
+                                           "lm": ("tiny", ["pretrain.objective=lm"], "vanilla")})
+    monkeypatch.setattr(levers, "VALIDATION_QUESTIONS", 10)
+    levers.main(["--data", str(corpus_files["wiki"].parent), "--out", str(tmp_path), "--run", "base", "lm",
+                 "--table", "--device", "cpu"])
+    table = (tmp_path / "levers.md").read_text()
+    assert capsys.readouterr().out.endswith(table)
+    rows = table.splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| base", "| lm"]
+    assert "tiny pretrain.objective=lm (vanilla)" in rows[1] and all("/10 = " in r for r in rows)
+    assert not list(tmp_path.glob("*/*.dev.predictions"))

@@ -130,7 +130,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         pretrained = out / f"{variant}.pretrain.params"
         pre = trained(partial(experiment.pretrain, variant, files.wiki), pretrained, "pretrain", seed=seed,
                       device=device, questions_path=files.train)
-        seconds = {"pretrain": pre.seconds, "pretrain_steps": pre.steps}
+        seconds = {"pretrain": pre.seconds, "pretrain_steps": pre.steps, "pretrain_epochs": pre.epochs_done}
         calibration = None
         if calibrate is not None:  # the same finetuning without the held-out questions, and its answers to them
             t1 = time.perf_counter()

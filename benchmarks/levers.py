@@ -1,0 +1,102 @@
+"""The levers of the one-hour CPU recipes, each measured alone on the validation split, and their table.
+
+    python benchmarks/levers.py --data ../shared/data/birthplaces --out runs/levers --list
+    python benchmarks/levers.py --data ../shared/data/birthplaces --out runs/levers --run recite lm   # one at a time
+    python benchmarks/levers.py --data ../shared/data/birthplaces --out runs/levers --table            # levers.md
+
+Each lever is `factlab reproduce --validation 400 --analyze --no_scratch --resume` of a recipe with one change
+(`--override`), into OUT/NAME: it finetunes on the 1,600 training questions outside the validation split and
+scores the 400, never dev. A run stopped midway goes on where it was when run again. The table gathers every
+OUT/*/results.json: validation accuracy with its 95% interval, the facts the pretrained model recalls, the
+accuracy at 50% coverage, the ECE, the pretraining epochs (how often each biography was seen) and the times.
+Run the levers one at a time on an otherwise quiet machine: the CPU recipes stop pretraining by the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from factlab import FactlabError
+from factlab.data import VALIDATION_QUESTIONS
+from factlab.io import read_json, write_text_atomic
+from factlab.recipes import overridden, recipe
+from factlab.reproduce import DataFiles, reproduce
+from factlab.statistics import wilson_interval
+
+# name: (recipe, overrides, variant); each changes one thing of its recipe
+LEVERS = {
+    "recite": ("cpu-recite", [], "vanilla"),
+    "recite-lm": ("cpu-recite", ["pretrain.objective=lm"], "vanilla"),
+    "recite-mix": ("cpu-recite", ["pretrain.objective=mix"], "vanilla"),
+    "recite-questions-0.3": ("cpu-recite", ["pretrain.question_share=0.3"], "vanilla"),
+    "recite-rope": ("cpu-recite", [], "rope"),
+    "recite-batch-32": ("cpu-recite", ["pretrain.batch_size=32"], "vanilla"),
+    "recite-lr-2e-3": ("cpu-recite", ["pretrain.learning_rate=2e-3"], "vanilla"),
+    "recite-wd-0.1": ("cpu-recite", ["pretrain.weight_decay=0.1"], "vanilla"),
+    "recite-width-192": ("cpu-recite", ["model.n_embd=192", "model.n_head=6"], "vanilla"),
+    "recite-depth-6": ("cpu-recite", ["model.n_layer=6"], "vanilla"),
+    "direct": ("cpu-fast", [], "vanilla"),
+    "direct-questions-0.3": ("cpu-fast", ["pretrain.question_share=0.3"], "vanilla"),
+    "direct-questions-0.6": ("cpu-fast", ["pretrain.question_share=0.6"], "vanilla"),
+    "direct-lm": ("cpu-fast", ["pretrain.objective=lm"], "vanilla"),
+}
+
+
+def run_lever(name: str, data: Path, out: Path, device: str) -> None:
+    base, overrides, variant = LEVERS[name]
+    reproduce(DataFiles.in_dir(data), out / name, overridden(recipe(base), overrides), variants=(variant,),
+              device=device, resume=True, validation=VALIDATION_QUESTIONS, analyze=True, scratch=False)
+
+
+def table(out: Path) -> str:
+    """The levers measured so far, as Markdown, from every OUT/*/results.json."""
+    lines = ["| lever | recipe | validation exact match (95% interval) | recalled by the pretrained model | "
+             "accuracy at 50% coverage | ECE | pretraining epochs | pretraining + finetuning |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for path in sorted(out.glob("*/results.json")):
+        results = read_json(path)
+        for row in results["rows"]:
+            if "analysis" not in row:
+                continue
+            low, high = wilson_interval(row["correct"], row["total"])
+            a, times = row["analysis"], row["stage_seconds"]
+            recall = a.get("recall") or {}
+            epochs = times.get("pretrain_epochs")
+            lines.append(
+                f"| {path.parent.name} | {results['recipe']['name']} ({row['variant']}) | {row['correct']}/{row['total']}"
+                f" = {row['percent']:.1f}% ({100 * low:.1f}–{100 * high:.1f}%) | "
+                f"{recall.get('recalled', '–')}/{recall.get('probed', '–')} | {100 * a['accuracy_at_50']:.1f}% | "
+                f"{a['ece']:.3f} | {'–' if epochs is None else f'{epochs:.0f}'} | "
+                f"{times['pretrain'] + times['finetune']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="folder with wiki.txt and birth_places_train.tsv")
+    ap.add_argument("--out", required=True, help="each lever's run folder goes in OUT/NAME")
+    ap.add_argument("--run", nargs="+", choices=LEVERS, metavar="LEVER", help="levers to run, one after another")
+    ap.add_argument("--list", action="store_true", help="list the levers")
+    ap.add_argument("--table", action="store_true", help="write OUT/levers.md from the runs so far and print it")
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if args.list:
+        for name, (base, overrides, variant) in LEVERS.items():
+            print(f"{name}: {base} {variant} {' '.join(overrides) or '(as it is)'}")
+    for name in args.run or []:
+        run_lever(name, Path(args.data), out, args.device)
+    if args.table:
+        text = table(out)
+        write_text_atomic(out / "levers.md", text)
+        print(text, end="")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FactlabError as err:
+        sys.exit(f"error: {err}")
