@@ -359,3 +359,29 @@ def test_report_renders_in_headless_chromium(run_dir, page, tmp_path):
     assert status["shown_text"] == f"{len(results['rows'])} of {status['total']} rows shown"
     wrong = sum(r["total"] - r["correct"] for r in results["rows"])
     assert status["wrong"] == wrong
+
+
+def test_export_keeps_the_small_outputs_and_the_report_reads_them(run_dir, tmp_path, capsys, monkeypatch):
+    """factlab export: results, predictions and analyses copied, curves thinned, no checkpoint or data file; the
+    exported folder makes the same results table."""
+    import factlab.export
+
+    monkeypatch.setattr(factlab.export, "METRICS_ROWS", 5)
+    out = tmp_path / "results" / "demo"
+    assert main(["export", str(run_dir), str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert not [n for n in names if n.endswith((".params", ".state", ".tsv", ".txt"))]
+    assert {p.name for p in run_dir.glob("*.predictions")} <= names and "vanilla.finetune.analysis.json" in names
+    saved = json.loads((out / "results.json").read_text())
+    for name, kept in saved["exported"]["metrics"].items():
+        rows = [json.loads(line) for line in (out / name).read_text().splitlines()]
+        full = [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+        assert len(rows) == kept["rows"] == min(5, len(full)) and kept["of"] == len(full)
+        assert rows[0] == full[0] and rows[-1] == full[-1]
+    saved["corpus_path"], saved["eval_corpus_path"] = "wiki.txt", "birth_dev.tsv"
+    (out / "results.json").write_text(json.dumps(saved))
+    page = build_report([out], data_dir=run_dir / "data")
+    table = page.split("<table id=\"results\">")[1].split("</table>")[0]
+    assert all(row["run"] in table for row in saved["rows"])
+    assert main(["export", str(tmp_path / "nowhere"), str(out)]) == 2
+    assert "no results.json" in capsys.readouterr().err

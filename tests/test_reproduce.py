@@ -47,6 +47,8 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
     assert saved["data_files"] == {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "birth_dev.tsv",
                                    "test": "birth_test_inputs.tsv"}
     assert saved["hardware"]["cpu_count"] >= 1 and saved["hardware"]["torch"] == torch.__version__
+    assert saved["memory"]["peak_rss_mb"] > 100  # python and torch alone take more
+    assert all(r["stage_seconds"]["finetune_tokens_per_s"] > 0 for r in rows if r["params"])
     assert all(r["stage_seconds"]["pretrain_steps"] > 0 for r in rows if r["run"].endswith("pretrain + finetune"))
     assert (out / "results.md").read_text().count("\n") == len(rows) + 2
 

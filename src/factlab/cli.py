@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
     add_lab_parser(verbs)
 
+    p = verbs.add_parser("export", help="copy a run folder's small outputs (results, predictions, analyses, thinned "
+                         "training curves; no checkpoints, no data) into a folder such as results/RUN")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a directory with results.json (reproduce, demo)")
+    p.add_argument("to", metavar="TO", help="the folder to write, e.g. results/course-vanilla")
+
     p = verbs.add_parser("report", help="one self-contained HTML page on run directories (results, curves, attention)")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a directory with results.json (demo, reproduce)")
     p.add_argument("-o", "--output", default="report.html", help="the HTML file to write (default report.html)")
@@ -298,6 +303,12 @@ def run(args) -> int | None:
         train, held_out = experiment.split(args.finetune_corpus_path, args.out_dir, args.validation, args.seed)
         print(f"wrote {train} ({len(experiment.read_questions(train))} questions) and {held_out} "
               f"({args.validation} questions, seed {args.seed})")
+        return
+    elif args.verb == "export":
+        from .export import export
+
+        written = export(args.run_dir, args.to)
+        print(f"wrote {len(written)} files to {args.to}")
         return
     elif args.verb == "report":
         from .report import write_report

@@ -125,12 +125,14 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
             result = trained(partial(experiment.finetune, variant, files.wiki, files.train),
                              out / f"{variant}.nopretrain.params", "scratch", seed=seed, device=device)
             evaluate(f"{variant}.nopretrain", variant, f"{variant}.nopretrain.params",
-                     {"finetune": result.seconds, "finetune_steps": result.steps}, t0)
+                     {"finetune": result.seconds, "finetune_steps": result.steps,
+                      "finetune_tokens_per_s": throughput(result)}, t0)
         t0 = time.perf_counter()
         pretrained = out / f"{variant}.pretrain.params"
         pre = trained(partial(experiment.pretrain, variant, files.wiki), pretrained, "pretrain", seed=seed,
                       device=device, questions_path=files.train)
-        seconds = {"pretrain": pre.seconds, "pretrain_steps": pre.steps, "pretrain_epochs": pre.epochs_done}
+        seconds = {"pretrain": pre.seconds, "pretrain_steps": pre.steps, "pretrain_epochs": pre.epochs_done,
+                   "pretrain_tokens_per_s": throughput(pre)}
         calibration = None
         if calibrate is not None:  # the same finetuning without the held-out questions, and its answers to them
             t1 = time.perf_counter()
@@ -146,10 +148,29 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                        out / f"{variant}.finetune.params", "finetune", reading_params_path=pretrained, seed=seed,
                        device=device, answer_format=chosen.answer_format)
         evaluate(f"{variant}.pretrain", variant, f"{variant}.finetune.params",
-                 {**seconds, "finetune": fine.seconds, "finetune_steps": fine.steps}, t0,
+                 {**seconds, "finetune": fine.seconds, "finetune_steps": fine.steps,
+                  "finetune_tokens_per_s": throughput(fine)}, t0,
                  (pretrained, calibration) if analyze or calibrate is not None else None)
     log(f"\n{results_markdown(rows, scored_on)}\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return rows
+
+
+def throughput(result: TrainResult) -> float:
+    """Non-PAD input tokens per second of training; for a resumed stage, over all its sessions (their training
+    time, not the time between them)."""
+    return round(result.tokens / max(result.seconds, 1e-9), 1)
+
+
+def peak_memory() -> dict:
+    """This process's peak resident memory (everything: Python, torch, data), and the GPU's peak allocation."""
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
+    if torch.cuda.is_available():
+        peak["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
 
 
 def fittable(calibration: Path, log) -> Path | None:
@@ -204,8 +225,9 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
 
     # the recipe as named, and each stage's settings as trained: the course's with the recipe's on top
     trained_with = {stage: asdict(COURSE[stage].overridden_by(chosen.stage(stage))) for stage in STAGES}
-    meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "scored_on": scored_on, "validation_split": split, "corpus_path": where(files.wiki),
-            "eval_corpus_path": where(files.dev), "hardware": hardware(),
+    meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "scored_on": scored_on,
+            "validation_split": split, "corpus_path": where(files.wiki), "eval_corpus_path": where(files.dev),
+            "hardware": hardware(), "memory": peak_memory(),
             "data_files": {k: (None if v is None else Path(v).name) for k, v in asdict(files).items()}}
     write_text_atomic(out / "results.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     write_text_atomic(out / "results.md", results_markdown(rows, scored_on) + "\n")

@@ -1,0 +1,52 @@
+"""`factlab export`: the small outputs of a run folder, as the repository keeps them under results/RUN.
+
+Kept: results.json and results.md, every predictions and recitations file, every analysis, and the training
+curves (`*.metrics.jsonl`) thinned to at most METRICS_ROWS evenly spaced steps (the last one always kept), which
+`factlab report` draws as it draws the full ones. Left out: checkpoints, training states, TensorBoard events, logs,
+and the question files a validation split wrote (they are lines of the real data, which is never copied).
+results.json says which curves were thinned and from how many steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import FactlabError
+from .io import read_json, read_jsonl, read_text, write_text_atomic
+
+METRICS_ROWS = 1000
+KEPT = ("*.predictions", "*.recitations", "*.analysis.json", "results.md")
+
+
+def thinned(rows: list[dict], at_most: int = METRICS_ROWS) -> list[dict]:
+    """At most `at_most` of the rows, evenly spaced, the first and the last included."""
+    if len(rows) <= at_most:
+        return rows
+    step = (len(rows) - 1) / (at_most - 1)
+    return [rows[round(i * step)] for i in range(at_most)]
+
+
+def export(run_dir, to) -> list[Path]:
+    """Copy the run folder's small outputs into `to` (created; files already there are replaced, others kept)."""
+    run, out = Path(run_dir), Path(to)
+    if not (run / "results.json").is_file():
+        raise FactlabError(f"{run}: no results.json (written by `factlab reproduce` and `factlab demo`)")
+    if out.resolve() == run.resolve():
+        raise FactlabError(f"{out}: is the run folder itself; export to another folder")
+    results = read_json(run / "results.json")
+    written = []
+    for pattern in KEPT:
+        for path in sorted(run.glob(pattern)):
+            write_text_atomic(out / path.name, read_text(path, allow_empty=True))
+            written.append(out / path.name)
+    curves = {}
+    for path in sorted(run.glob("*.metrics.jsonl")):
+        rows = read_jsonl(path)
+        kept = thinned(rows, METRICS_ROWS)
+        write_text_atomic(out / path.name, "".join(json.dumps(r) + "\n" for r in kept))
+        written.append(out / path.name)
+        curves[path.name] = {"rows": len(kept), "of": len(rows)}
+    results["exported"] = {"metrics": curves, "left_out": "checkpoints, training states, logs, split question files"}
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
+    return [out / "results.json", *written]
