@@ -15,7 +15,6 @@ Run the levers one at a time on an otherwise quiet machine: the CPU recipes stop
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
