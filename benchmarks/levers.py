@@ -37,6 +37,7 @@ LEVERS = {
     "recite-wd-0.1": ("cpu-recite", ["pretrain.weight_decay=0.1"], "vanilla"),
     "recite-width-192": ("cpu-recite", ["model.n_embd=192", "model.n_head=6"], "vanilla"),
     "recite-depth-6": ("cpu-recite", ["model.n_layer=6"], "vanilla"),
+    "recite-dropout-0.1": ("cpu-recite", ["model.dropout=0.1"], "vanilla"),  # the course's; Part 3.3 trains without
     "direct": ("cpu-fast", [], "vanilla"),
     "direct-questions-0.3": ("cpu-fast", ["pretrain.question_share=0.3"], "vanilla"),
     "direct-questions-0.6": ("cpu-fast", ["pretrain.question_share=0.6"], "vanilla"),
