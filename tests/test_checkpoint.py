@@ -14,7 +14,7 @@ from conftest import make_model, tiny_config
 from factlab import FactlabError, checkpoint
 from factlab import course_reference as course
 from factlab.decode import answer_questions, prompt_ids
-from factlab.model import GPTConfig
+from factlab.model import GPT, GPTConfig
 from factlab.vocab import Vocab
 
 
@@ -206,3 +206,28 @@ def test_dropout_asked_for_applies_to_loaded_model(saved, vocab):
     path, model = saved
     loaded, _ = checkpoint.load(path, dataclasses.replace(model.config, dropout=0.3), vocab)
     assert loaded.config.dropout == 0.3 and loaded.drop.p == 0.3
+
+
+def test_course_rope_params_load_as_rope(tmp_path, vocab):
+    """A 2024 course rope file: the model's weights, no pos_emb, and each layer's rotation cache (block_size ×
+    head_dim/2 × 2, the course's precompute_rotary_emb) beside its attention. factlab reads its sizes from the
+    shapes (the block size from the cache), drops the cache (it computes the rotation itself) and gives the same
+    logits as the model the weights came from."""
+    config = GPTConfig(len(vocab), 48, n_layer=2, n_head=2, n_embd=32, variant="rope", dropout=0.0)
+    torch.manual_seed(0)
+    source = GPT(config).eval()
+    state = dict(source.state_dict())
+    assert not any("pos_emb" in k for k in state)
+    for i in range(config.n_layer):
+        state[f"blocks.{i}.attn.rope_cache"] = torch.randn(48, 32 // 2 // 2, 2)
+    path = tmp_path / "rope.params"
+    torch.save(state, path)
+    with pytest.raises(FactlabError, match="block_size 48 \\(asked for 128\\)"):
+        checkpoint.load(path, dataclasses.replace(config, block_size=128), vocab)
+    with pytest.raises(FactlabError, match="variant 'rope' \\(asked for 'vanilla'\\)"):
+        checkpoint.load(path, dataclasses.replace(config, variant="vanilla"), vocab)
+    model, info = checkpoint.load(path, config, vocab)
+    assert info == {"source": "course .params"} and model.config == config
+    x = torch.randint(0, len(vocab), (2, 47), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x)[0], source(x)[0], rtol=0, atol=0)
