@@ -111,6 +111,14 @@ def decay_groups(model: torch.nn.Module, how: str) -> tuple[list, list]:
     return decayed, [p for p in model.parameters() if id(p) not in chosen]
 
 
+def adamw(model: torch.nn.Module, config: TrainConfig, fused: bool) -> torch.optim.AdamW:
+    """AdamW with the config's betas, its weight decay on the decay group and none on the other."""
+    decay, no_decay = decay_groups(model, config.weight_decay_groups)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate, betas=config.betas, fused=fused)
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -260,11 +268,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     model.to(device).train()
-    decay, no_decay = decay_groups(model, config.weight_decay_groups)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate, betas=config.betas, fused=cuda,
-    )
+    optimizer = adamw(model, config, fused=cuda)
     recorded = recorded_rates(config.replay_rates) if config.replay_rates else None
     rng = random.Random(config.seed)  # corruption draws and batch order, the same on every rank
     position = Position()
@@ -310,11 +314,9 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         else contextlib.nullcontext()
     positions_per_example = model.config.block_size - 1
     steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
-    total_steps = config.max_epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    if recorded is not None:
-        total_steps = min(total_steps, len(recorded))
+    total_steps = min(config.max_epochs * steps_per_epoch,
+                      math.inf if config.max_steps is None else config.max_steps,
+                      math.inf if recorded is None else len(recorded))
     start = time.perf_counter()
     last_save = elapsed_before  # on the ranks' common clock, so that they all save at the same step
     time_limit = 60 * config.max_minutes if config.max_minutes is not None else math.inf
