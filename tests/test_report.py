@@ -372,6 +372,10 @@ def test_export_keeps_the_small_outputs_and_the_report_reads_them(run_dir, tmp_p
     names = {p.name for p in out.iterdir()}
     assert not [n for n in names if n.endswith((".params", ".state", ".tsv", ".txt"))]
     assert {p.name for p in run_dir.glob("*.predictions")} <= names and "vanilla.finetune.analysis.json" in names
+    exported = json.loads((out / "vanilla.finetune.analysis.json").read_text())
+    assert exported["records"] and not any({"question", "gold", "name"} & set(r) for r in exported["records"])
+    assert [r["prediction"] for r in exported["records"]] == \
+        [r["prediction"] for r in json.loads((run_dir / "vanilla.finetune.analysis.json").read_text())["records"]]
     saved = json.loads((out / "results.json").read_text())
     for name, kept in saved["exported"]["metrics"].items():
         rows = [json.loads(line) for line in (out / name).read_text().splitlines()]

@@ -1,9 +1,11 @@
 """`factlab export`: the small outputs of a run folder, as the repository keeps them under results/RUN.
 
-Kept: results.json and results.md, every predictions and recitations file, every analysis, and the training
-curves (`*.metrics.jsonl`) thinned to at most METRICS_ROWS evenly spaced steps (the last one always kept), which
+Kept: results.json and results.md, every predictions and recitations file (the model's words), every analysis
+without the fields that quote the data (the question, the name, the gold answer, the nearest training name and
+its answer: `factlab report --data_dir` reads them from the data again), and the training curves
+(`*.metrics.jsonl`) thinned to at most METRICS_ROWS evenly spaced steps (the last one always kept), which
 `factlab report` draws as it draws the full ones. Left out: checkpoints, training states, TensorBoard events, logs,
-and the question files a validation split wrote (they are lines of the real data, which is never copied).
+and the question files a validation split wrote: the real data is never copied into the repository.
 results.json says which curves were thinned and from how many steps.
 """
 
@@ -16,7 +18,8 @@ from . import FactlabError
 from .io import read_json, read_jsonl, read_text, write_text_atomic
 
 METRICS_ROWS = 1000
-KEPT = ("*.predictions", "*.recitations", "*.analysis.json", "results.md")
+KEPT = ("*.predictions", "*.recitations", "results.md")
+DATA_FIELDS = ("question", "name", "gold", "nearest_train_name", "nearest_train_answer")  # of analysis records
 
 
 def thinned(rows: list[dict], at_most: int = METRICS_ROWS) -> list[dict]:
@@ -40,6 +43,13 @@ def export(run_dir, to) -> list[Path]:
         for path in sorted(run.glob(pattern)):
             write_text_atomic(out / path.name, read_text(path, allow_empty=True))
             written.append(out / path.name)
+    for path in sorted(run.glob("*.analysis.json")):
+        analysis = read_json(path)
+        for record in analysis.get("records", []):
+            for key in DATA_FIELDS:
+                record.pop(key, None)
+        write_text_atomic(out / path.name, json.dumps(analysis, ensure_ascii=False, indent=1) + "\n")
+        written.append(out / path.name)
     curves = {}
     for path in sorted(run.glob("*.metrics.jsonl")):
         rows = read_jsonl(path)
@@ -47,6 +57,7 @@ def export(run_dir, to) -> list[Path]:
         write_text_atomic(out / path.name, "".join(json.dumps(r) + "\n" for r in kept))
         written.append(out / path.name)
         curves[path.name] = {"rows": len(kept), "of": len(rows)}
-    results["exported"] = {"metrics": curves, "left_out": "checkpoints, training states, logs, split question files"}
+    results["exported"] = {"metrics": curves, "left_out": "checkpoints, training states, logs, split question files",
+                           "analysis_fields_removed": list(DATA_FIELDS)}
     write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
     return [out / "results.json", *written]
