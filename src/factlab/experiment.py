@@ -23,8 +23,8 @@ from .recipes import COURSE, ModelOptions, Training, train_config
 from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
 
 
-def pretraining_dataset(corpus_path, block_size: int) -> CharCorruptionDataset:
-    return CharCorruptionDataset(read_text(corpus_path), block_size, source=str(corpus_path))
+def pretraining_dataset(corpus_path, block_size: int, objective: str = "span") -> CharCorruptionDataset:
+    return CharCorruptionDataset(read_text(corpus_path), block_size, source=str(corpus_path), objective=objective)
 
 
 def check_output_path(path) -> None:
@@ -85,8 +85,7 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
     check_output_path(writing_params_path)
     settings = COURSE["pretrain"].overridden_by(training)
     config = options.config(variant, 0)
-    corpus = CharCorruptionDataset(read_text(corpus_path), config.block_size, source=str(corpus_path),
-                                   objective=settings.objective)
+    corpus = pretraining_dataset(corpus_path, config.block_size, settings.objective)
     config = replace(config, vocab_size=corpus.vocab_size)
     data = {"corpus": state.fingerprint(corpus_path), "objective": settings.objective}
     examples = corpus

@@ -32,6 +32,12 @@ def _check(owner: str, name: str, value, kind, positive: bool = False) -> None:
         raise FactlabError(f"{owner} {name}={value!r}: must be {'positive' if positive else 'at least 0'}")
 
 
+def _model_type(name: str) -> tuple[type, bool]:
+    """A model size's type and whether it must be positive: dropout is a float that may be 0, the rest
+    positive integers."""
+    return (float, False) if name == "dropout" else (int, True)
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """Model sizes; None means "the checkpoint's, else the course's default"."""
@@ -46,8 +52,7 @@ class ModelOptions:
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None:
-                _check("model option", f.name, value, float if f.name == "dropout" else int,
-                       positive=f.name != "dropout")
+                _check("model option", f.name, value, *_model_type(f.name))
 
     def overridden_by(self, other: ModelOptions) -> ModelOptions:
         """These options with every value `other` sets replacing ours."""
@@ -243,7 +248,7 @@ def overridden(chosen: Recipe, assignments: list[str]) -> Recipe:
         if not sep or not dot or name not in names:
             raise FactlabError(f"--override {assignment}: expected STAGE.NAME=VALUE with STAGE one of model, "
                                f"{', '.join(STAGES)} and NAME one of its settings, or answer_format=VALUE")
-        kind = _TRAINING_TYPES.get(name, (float if name == "dropout" else int, None))[0]
+        kind = (_model_type(name) if stage == "model" else _TRAINING_TYPES[name])[0]
         try:
             value = {bool: lambda t: {"true": True, "false": False}[t.lower()]}.get(kind, kind)(text)
         except (ValueError, KeyError):
