@@ -226,8 +226,9 @@ def training_setup(spec: dict):
         dataset = NameDataset(corpus, read_text(path), source=str(path))
     if spec["loop"] == "factlab":
         stage = "pretrain" if spec["phase"] == "pretrain" else "scratch"
-        config = train_config(stage, Training(precision=spec["precision"], compile=spec["compile"]), len(corpus),
-                              block, seed=spec["seed"], device=str(device))
+        config = train_config(stage, Training(precision=spec["precision"], compile=spec["compile"],
+                                              batching=spec.get("batching"), micro_batch=spec.get("micro_batch")),
+                              len(corpus), block, seed=spec["seed"], device=str(device))
 
         def run(on_step=None):
             train(model, dataset, config, progress=False, on_step=on_step)
@@ -454,6 +455,9 @@ def main(argv=None) -> int:
                     help="factlab trainer's precision (the course loop is always fp32; default %(default)s)")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile factlab's model (compiling happens in the uncounted warm-up steps)")
+    ap.add_argument("--batching", choices=("course", "length"), help="factlab trainer's batches (default: the "
+                    "trainer's, the course's batches in file order; measurements before 2026-12-02 used length)")
+    ap.add_argument("--micro-batch", type=int, help="factlab trainer's rows per pass (default: the whole batch)")
     ap.add_argument("--course-workers", type=int, default=0,
                     help="DataLoader workers of the course loop (the course asks for 4; default %(default)s)")
     ap.add_argument("--only", default="pretrain,finetune,decode",
@@ -490,12 +494,13 @@ def main(argv=None) -> int:
                 "min_steps": pick(args.min_steps, 3, 1), "course_questions": pick(args.course_questions, 100, 5),
                 "decode_repeats": pick(args.decode_repeats, 3, 1), "decode_batch_size": args.decode_batch_size,
                 "course_workers": args.course_workers, "precision": args.precision,
-                "compile": args.compile,
+                "compile": args.compile, "batching": args.batching, "micro_batch": args.micro_batch,
                 "dropout": DROPOUT, "seed": args.seed, "quick": quick, "device": args.device, "threads": args.threads,
                 "params": str(Path(args.params).resolve()) if args.params else None, "data": str(data)}
     size = dict(QUICK_SIZE if quick else COURSE_SIZE)
     if min(settings["warmup_steps"], settings["course_questions"]) < 0 or settings["min_steps"] < 1 \
-            or settings["decode_repeats"] < 1 or settings["seconds"] < 0 or (args.decode_batch_size or 1) < 1:
+            or settings["decode_repeats"] < 1 or settings["seconds"] < 0 or (args.decode_batch_size or 1) < 1 \
+            or (args.micro_batch or 1) < 1:
         ap.error("budgets and counts must not be negative (--min-steps and --decode-repeats at least 1)")
 
     report = {"command": sys.argv if argv is None else ["benchmarks/run.py", *argv],
@@ -517,7 +522,8 @@ def main(argv=None) -> int:
             spec = {**common, "kind": "train", "phase": phase, "loop": loop, "seconds": settings["seconds"],
                     "warmup_steps": settings["warmup_steps"], "min_steps": settings["min_steps"],
                     "course_workers": settings["course_workers"], "precision": settings["precision"],
-                    "compile": settings["compile"]}
+                    "compile": settings["compile"], "batching": settings["batching"],
+                    "micro_batch": settings["micro_batch"]}
             results[loop] = run_child(spec, f"{phase}, {name}")
         report["train"][phase] = {
             **results, "ratio": ratio(results["factlab"]["tokens_per_s"], results["course"]["tokens_per_s"]),

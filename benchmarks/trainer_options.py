@@ -3,11 +3,17 @@
     python benchmarks/trainer_options.py --data ../shared/data/birthplaces [--n_embd 256 --n_head 8]
                                          [--options fp32,bf16,bf16+compile] [--seconds 45] [--dropout 0]
                                          [--batch_size 128]
+    python benchmarks/trainer_options.py --data ../shared/data/birthplaces --dropout 0.1 --options bf16,bf16+micro16,bf16+length
+
+An option set is a precision (fp32 or bf16) with modifiers: +compile (torch.compile), +microN (`--micro_batch N`:
+each batch in passes of N rows sorted by length) and +length (`--batching length`: length-grouped batches in
+place of the course's batches in file order).
 
 Each option set trains the same model from the same weights on the same batches (pretraining with the course's
 learning rate) for `--seconds` (a minute more with +compile, for compiling), and reports the steady-state non-PAD
 tokens per second after the first `--skip-steps` steps, and the ratio to the first option set. It answers "is bf16
-(or torch.compile) worth it on this machine for this model size?", which depends on the CPU and on the width:
+(or torch.compile, or micro-batches) worth it on this machine for this model size?", which depends on the CPU and
+on the width:
 benchmarks/README.md has what it measured. The options run one after the other in this process, so run it on a
 quiet machine.
 """
@@ -39,11 +45,31 @@ def steady_tokens_per_s(metrics_path: Path, skip_steps: int) -> tuple[float, int
     return rate, len(rows) - skip_steps - 1, rows[0]["elapsed_s"]
 
 
+def training(option: str, batch_size: int, seconds: float) -> Training:
+    """The option set's pretraining settings: the course's 650-epoch schedule, stopped by the clock; compiling
+    (tens of seconds) gets its own minute. ValueError for an option set that is not one."""
+    precision, *modifiers = option.split("+")
+    if precision not in ("fp32", "bf16") or len(set(modifiers)) < len(modifiers):
+        raise ValueError(option)
+    settings = {"precision": precision, "batch_size": batch_size}
+    for modifier in modifiers:
+        if modifier == "compile":
+            settings["compile"] = True
+        elif modifier == "length":
+            settings["batching"] = "length"
+        elif modifier.startswith("micro") and modifier[5:].isdigit() and int(modifier[5:]) > 0:
+            settings["micro_batch"] = int(modifier[5:])
+        else:
+            raise ValueError(option)
+    return Training(max_minutes=(seconds + (60 if settings.get("compile") else 0)) / 60, **settings)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="folder with wiki.txt")
     ap.add_argument("--options", default="fp32,bf16,bf16+compile",
-                    help="comma-separated option sets: fp32 or bf16, optionally +compile (default %(default)s)")
+                    help="comma-separated option sets: fp32 or bf16, with any of +compile, +microN, +length "
+                    "(default %(default)s)")
     ap.add_argument("--n_layer", type=int, default=4)
     ap.add_argument("--n_head", type=int, default=8)
     ap.add_argument("--n_embd", type=int, default=256)
@@ -57,8 +83,10 @@ def main(argv=None) -> int:
         ap.error(f"{wiki}: not found")
     option_sets = [o.strip() for o in args.options.split(",") if o.strip()]
     for o in option_sets:
-        if o.split("+")[0] not in ("fp32", "bf16") or o.count("+") > 1 or ("+" in o and not o.endswith("+compile")):
-            ap.error(f"--options: {o!r} is not fp32 or bf16, optionally with +compile")
+        try:
+            training(o, args.batch_size, args.seconds)
+        except ValueError:
+            ap.error(f"--options: {o!r} is not fp32 or bf16 with any of +compile, +microN, +length")
 
     # One dataset for all option sets: the trainer draws corruptions and order from its own seeded generator,
     # so every option set sees the same batches.
@@ -68,12 +96,7 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=dataset.vocab_size, n_layer=args.n_layer, n_head=args.n_head,
                               n_embd=args.n_embd, block_size=128, dropout=args.dropout))
-        # The course's 650-epoch schedule, stopped by the clock; compiling (tens of seconds) gets its own minute.
-        compile_ = option.endswith("+compile")
-        config = train_config("pretrain", Training(precision=option.split("+")[0], compile=compile_,
-                                                   batch_size=args.batch_size,
-                                                   max_minutes=(args.seconds + (60 if compile_ else 0)) / 60),
-                              len(dataset), 128)
+        config = train_config("pretrain", training(option, args.batch_size, args.seconds), len(dataset), 128)
         with tempfile.TemporaryDirectory() as tmp:
             metrics = Path(tmp) / "metrics.jsonl"
             train(model, dataset, config, metrics_path=metrics, progress=False)

@@ -70,9 +70,9 @@ def make_model(config: GPTConfig, seed: int = 0) -> GPT:
 
 
 def quick_train(model: GPT, dataset, epochs: int = 2, batch_size: int = 16, lr: float = 3e-3,
-                seed: int = 0, **overrides):
+                seed: int = 0, on_step=None, **overrides):
     """A few optimizer steps with a short warmup: enough to move a tiny model away from its initialisation."""
     config = TrainConfig(max_epochs=epochs, batch_size=batch_size, learning_rate=lr,
                          warmup_tokens=batch_size * model.config.block_size, final_tokens=10**9, seed=seed,
                          **overrides)
-    return train(model, dataset, config, progress=False)
+    return train(model, dataset, config, progress=False, on_step=on_step)

@@ -16,6 +16,7 @@ import torch
 from conftest import BLOCK, make_model, tiny_config
 from factlab import course_reference as course
 from factlab.data import CharCorruptionDataset, NameDataset, QuestionMixture, collate
+from factlab.recipes import Training
 from factlab.train import TrainConfig, train
 
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
@@ -74,7 +75,7 @@ def test_benchmark_names_missing_data(tmp_path):
 
 def test_course_loop_and_factlab_trainer_compute_the_same_loss(pretrain_ds, corpus):
     """One batch holding the same 20 questions: the course's loop (padded to the block) and factlab's trainer
-    (padded to the longest, shuffled) compute the same first loss from the same weights."""
+    (padded to the longest) compute the same first loss from the same weights."""
     questions = NameDataset(pretrain_ds, "\n".join(corpus.train.splitlines()[:20]) + "\n")
     model = make_model(tiny_config(len(pretrain_ds.vocab)))  # dropout 0
     reference = course.from_factlab(model)
@@ -153,8 +154,11 @@ def test_trainer_options_reports_each_option_set_against_the_first(corpus_files,
     assert trainer_options.main(["--data", data, "--options", "fp32,bf16", "--seconds", "1", *size]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "tokens/s" in line]
     assert [r.split(":")[0].strip() for r in rows] == ["fp32", "bf16"] and "1.00x" in rows[0]
-    with pytest.raises(SystemExit):
-        trainer_options.main(["--data", data, "--options", "fp16"])
+    for bad in ("fp16", "fp32+micro0", "bf16+length+length", "bf16+sorted"):
+        with pytest.raises(SystemExit):
+            trainer_options.main(["--data", data, "--options", bad])
+    assert trainer_options.training("bf16+micro16+length", 128, 45) == Training(
+        precision="bf16", batch_size=128, micro_batch=16, batching="length", max_minutes=0.75)
 
 
 @pytest.mark.parametrize("loop, precision", [("factlab", "bf16"), ("course", "fp32")])

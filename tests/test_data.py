@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from factlab import FactlabError
-from factlab.data import (CharCorruptionDataset, NameDataset, Question, QuestionMixture, collate, length_grouped_batches,
-                          parse_questions, validation_split)
+from factlab.data import (CharCorruptionDataset, NameDataset, Question, QuestionMixture, collate, epoch_batches,
+                          length_grouped_batches, parse_questions, validation_split)
 from factlab.io import read_text
 from factlab.synthetic import generate
 from factlab.vocab import MASK_CHAR, PAD_ID
@@ -217,6 +217,24 @@ def test_length_grouped_batches_cover_each_example_once(finetune_ds, batch_size)
     assert sum(len(xs) for xs, _ in batches) == len(finetune_ds)
     ranges.sort()
     assert all(hi <= next_lo for (_, hi), (next_lo, _) in zip(ranges, ranges[1:]))
+
+
+def test_course_batches_are_the_examples_in_file_order(finetune_ds):
+    """The course's DataLoader (no shuffling): consecutive batches of the examples in file order, the last one
+    short, each padded to its own longest; the same examples share a batch every epoch. Length-grouped batches
+    hold rows of more similar lengths."""
+    rng = random.Random(0)
+    batches = epoch_batches(finetune_ds, 8, rng)
+    assert [len(xs) for xs, _ in batches] == [8] * (len(finetune_ds) // 8) + [len(finetune_ds) % 8] * (
+        len(finetune_ds) % 8 > 0)
+    rows = [row[: int((row != 0).sum())].tolist() for xs, _ in batches for row in xs]
+    assert rows == [finetune_ds.example(i)[0].tolist() for i in range(len(finetune_ds))]
+    assert all(xs.size(1) == int((xs != 0).sum(1).max()) for xs, _ in batches)
+    grouped = length_grouped_batches(finetune_ds, 8, random.Random(0))
+    spread = [int((xs != 0).sum(1).max() - (xs != 0).sum(1).min()) for xs, _ in batches]
+    assert sum(spread) > sum(int((xs != 0).sum(1).max() - (xs != 0).sum(1).min()) for xs, _ in grouped)
+    with pytest.raises(FactlabError, match="batching 'sorted': unknown"):
+        epoch_batches(finetune_ds, 8, rng, "sorted")
 
 
 def test_length_grouped_batches_pretraining_epoch(pretrain_ds):

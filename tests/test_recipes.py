@@ -17,7 +17,8 @@ def test_course_hyperparameters():
     assert (pre.max_epochs, pre.batch_size, pre.learning_rate) == (650, 128, 6e-3)
     assert (pre.warmup_tokens, pre.final_tokens) == (512 * 20, 200 * 1000 * 128)
     assert (pre.betas, pre.weight_decay, pre.grad_norm_clip) == ((0.9, 0.95), 0.1, 1.0)
-    assert (pre.lr_schedule, pre.weight_decay_groups) == ("course", "course")
+    assert (pre.lr_schedule, pre.weight_decay_groups, pre.batching, pre.micro_batch) == ("course", "course",
+                                                                                        "course", None)
     for stage, epochs in (("scratch", 75), ("finetune", 10)):
         fine = train_config(stage, Training(), 1000, 128)
         assert (fine.max_epochs, fine.batch_size, fine.learning_rate) == (epochs, 256, 6e-4)
@@ -68,11 +69,12 @@ def test_command_line_layers_over_the_recipe():
 
 
 def test_cpu_recipes_name_factlabs_trainer_options():
-    """The CPU recipes' documented numbers were measured with factlab's schedule and decay groups."""
+    """The CPU recipes' documented numbers were measured with factlab's schedule, decay groups and
+    length-grouped batches."""
     for name in ("cpu-fast", "cpu-recite"):
         for stage in COURSE:
             t = RECIPES[name].stage(stage)
-            assert (t.lr_schedule, t.weight_decay_groups) == ("floor", "matmul")
+            assert (t.lr_schedule, t.weight_decay_groups, t.batching) == ("floor", "matmul", "length")
     assert RECIPES["cpu-recite"].answer_format == "recite" and RECIPES["cpu-fast"].answer_format == "direct"
 
 

@@ -55,10 +55,11 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
 
 def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):
     """--recipe sets the model and the hyperparameters; an option given on the command line wins; --precision
-    reaches the trainer."""
+    and --micro_batch reach the trainer."""
     params = tmp_path / "p.params"
     args = ["pretrain", "vanilla", str(corpus_files["wiki"]), "--writing_params_path", str(params),
-            "--recipe", "cpu-fast", "--max_epochs", "1", "--n_layer", "1", "--device", "cpu", "--precision", "bf16"]
+            "--recipe", "cpu-fast", "--max_epochs", "1", "--n_layer", "1", "--device", "cpu", "--precision", "bf16",
+            "--micro_batch", "8"]
     assert main(args) == 0
     config, _, info = read_config(params)
     fast = RECIPES["cpu-fast"]
@@ -68,6 +69,7 @@ def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):
     assert info["train"]["batch_size"] == fast.pretrain.batch_size
     assert info["train"]["weight_decay"] == fast.pretrain.weight_decay
     assert info["train"]["precision"] == "bf16"  # recorded with the weights
+    assert (info["train"]["micro_batch"], info["train"]["batching"]) == (8, "length")
     assert main(args + ["--weight_decay", "0.05"]) == 0
     assert read_config(params)[2]["train"]["weight_decay"] == 0.05
 
@@ -137,7 +139,7 @@ def test_reproduce_on_a_validation_split_never_reads_dev(tmp_path, corpus_files,
         (data / corpus_files[name].name).write_bytes(corpus_files[name].read_bytes())
     (data / corpus_files["dev"].name).write_text("a line without a tab\n")  # reading dev would fail
     rows = reproduce(DataFiles.in_dir(data), out, TINY, variants=("vanilla",), device="cpu", log=lambda _: None,
-                     validation=20)
+                     validation=20, micro_batch=4)
     train = corpus_files["train"].read_text().splitlines()
     held_out = (out / "validation.tsv").read_text().splitlines()
     rest = (out / "train.tsv").read_text().splitlines()
@@ -146,6 +148,7 @@ def test_reproduce_on_a_validation_split_never_reads_dev(tmp_path, corpus_files,
     assert not list(out.glob("*.dev.predictions")) and not list(out.glob("*.test.predictions"))
     saved = json.loads((out / "results.json").read_text())
     assert saved["scored_on"] == "validation" and saved["validation_split"]["questions"] == 20
+    assert {stage["micro_batch"] for stage in saved["stages"].values()} == {4}  # how every stage was computed
     assert "validation exact match" in (out / "results.md").read_text()
     assert main(["split", "--finetune_corpus_path", str(corpus_files["train"]), "--out_dir", str(tmp_path / "s"),
                  "--validation", "20"]) == 0

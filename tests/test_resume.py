@@ -165,6 +165,11 @@ def test_resume_refuses_other_options_in_one_line(reference, tmp_path, capsys):
     other_start = [a if a != str(pre) else str(fine) for a in args]
     assert main([*other_start, "--resume"]) == 2
     assert "data.start" in capsys.readouterr().err
+    assert main([*args, "--batching", "length", "--resume"]) == 2  # other batches: another run
+    assert "train.batching 'course' (now 'length')" in capsys.readouterr().err
+    # In how many passes a batch is computed is not what it computes: that resumes.
+    assert main([*args, "--micro_batch", "3", "--resume"]) == 0
+    assert not state.state_path(params).exists() and params.is_file()
 
 
 def test_periodic_state_is_written_atomically_with_ordinary_permissions(pretrain_ds, vocab, tmp_path):

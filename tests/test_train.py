@@ -12,7 +12,8 @@ from hypothesis import given, settings, strategies as st
 from conftest import make_model, quick_train, tiny_config
 from factlab.data import collate
 from factlab import FactlabError
-from factlab.train import TrainConfig, learning_rate, train
+from factlab.model import VARIANTS
+from factlab.train import TrainConfig, learning_rate, micro_batches, train
 
 PROPERTY = settings(max_examples=50, deadline=None)
 
@@ -111,6 +112,37 @@ def test_same_seed_same_parameters(finetune_ds, vocab):
     first, second, other = run(0), run(0), run(1)
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_micro_batches_give_the_whole_batchs_gradient(pretrain_ds, vocab, variant):
+    """Computed in passes of 5 rows sorted by length, each cut to its own longest, a course batch of 16 has
+    the gradient and the loss of the whole batch at once (fp32, no dropout), in every variant: rows are
+    independent and padding is never trained on. (Adam's first step, about lr times the gradient's sign,
+    would magnify rounding in near-zero gradients, so the gradients are compared, not the parameters.)"""
+    def run(micro_batch):
+        model = make_model(tiny_config(len(vocab), variant), seed=0)
+        steps = []
+        quick_train(model, pretrain_ds, epochs=1, batch_size=16, max_steps=2, micro_batch=micro_batch,
+                    on_step=lambda record: steps.append(
+                        (record["loss"], {k: p.grad.clone() for k, p in model.named_parameters()})))
+        return steps
+
+    whole, passes = run(None), run(5)
+    assert whole[1][0] == pytest.approx(passes[1][0], abs=1e-4)  # the second step's loss, after one update
+    (loss, grads), (loss_passes, grads_passes) = whole[0], passes[0]
+    assert loss == pytest.approx(loss_passes, abs=1e-5)
+    for name, grad in grads.items():
+        assert torch.allclose(grad, grads_passes[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_micro_batches_are_sorted_passes_cut_to_their_longest_row():
+    x = torch.tensor([[5, 0, 0, 0], [5, 6, 7, 8], [5, 6, 0, 0], [5, 6, 7, 0], [5, 0, 0, 0]])
+    passes = micro_batches(x, x.clone(), 2)
+    assert [p[0].tolist() for p in passes] == [[[5, 6, 7, 8], [5, 6, 7, 0]], [[5, 6], [5, 0]], [[5]]]
+    assert micro_batches(x, x, None)[0][0] is x and micro_batches(x, x, 5)[0][0] is x
+    with pytest.raises(FactlabError, match="micro_batch 0: must be at least 1"):
+        TrainConfig(max_epochs=1, batch_size=1, learning_rate=1.0, final_tokens=1, micro_batch=0)
 
 
 def test_metrics_jsonl(tmp_path, finetune_ds, vocab):

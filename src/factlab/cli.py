@@ -19,7 +19,7 @@ from . import FactlabError, __version__, experiment
 from .evaluate import report
 from .lab import add_lab_parser, run_lab
 from .model import VARIANTS
-from .data import OBJECTIVES, VALIDATION_QUESTIONS, VALIDATION_SEED
+from .data import BATCHINGS, OBJECTIVES, VALIDATION_QUESTIONS, VALIDATION_SEED
 from .formats import FORMATS
 from .recipes import RECIPES, ModelOptions, Training, overridden, recipe
 from .reproduce import DataFiles, reproduce
@@ -51,6 +51,12 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr_schedule", choices=LR_SCHEDULES, help="course (default: the Trainer's warm-up and cosine, "
                    "unclamped, so it rises again after final_tokens) or floor (held at 10%% after final_tokens, "
                    "following the clock under --max_minutes)")
+    g.add_argument("--batching", choices=BATCHINGS, help="course (default: the examples in file order, as the "
+                   "course's DataLoader) or length (examples of similar length together, in a new order every "
+                   "epoch: less padding)")
+    g.add_argument("--micro_batch", type=int, metavar="ROWS", help="compute each batch in passes of ROWS rows "
+                   "sorted by length, each padded to its own longest: the same gradient with less padding "
+                   "(docs/performance.md)")
     g.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (a run records its steps)")
     g.add_argument("--replay_rates", metavar="METRICS", help="take each step's learning rate from a run's "
                    "PARAMS.metrics.jsonl, for as many steps as it records: with the same seed and options but "
@@ -172,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip the stages already finished in OUT_DIR and continue "
                    "a stopped one from its training state")
     p.add_argument("--precision", choices=PRECISIONS, help="every stage's precision (default: the recipe's)")
+    p.add_argument("--micro_batch", type=int, metavar="ROWS", help="every stage's batches computed in passes of "
+                   "ROWS rows sorted by length: the same steps with less padding (see pretrain --help)")
     p.add_argument("--validation", type=int, metavar="N", help="choose settings, never touching dev: finetune on "
                    "the training questions but N held out (as `factlab split`: OUT_DIR/train.tsv) and score the N "
                    f"(OUT_DIR/validation.tsv) instead of dev and test (N = {VALIDATION_QUESTIONS} is the "
@@ -296,7 +304,8 @@ def run(args) -> int | None:
     elif args.verb == "reproduce":
         reproduce(DataFiles.in_dir(args.data_dir), args.out_dir, overridden(recipe(args.recipe), args.override),
                   variants=args.variants, seed=args.seed,
-                  device=args.device, resume=args.resume, precision=args.precision, validation=args.validation,
+                  device=args.device, resume=args.resume, precision=args.precision, micro_batch=args.micro_batch,
+                  validation=args.validation,
                   analyze=args.analyze, calibrate=args.calibrate, scratch=not args.no_scratch)
         return
     elif args.verb == "split":

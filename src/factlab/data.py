@@ -273,6 +273,23 @@ def collate(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Te
     return xs, ys
 
 
+BATCHINGS = ("course", "length")  # the course's DataLoader (file order); factlab's length-grouped batches
+
+
+def epoch_batches(dataset, batch_size: int, rng: random.Random, batching: str = "course"
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of batches, each padded to its longest example. "course" cuts the examples in file order into
+    consecutive batches (the last one short), as the course's DataLoader does (it does not shuffle): the same
+    documents share a batch every epoch, each drawn afresh. "length" groups examples of similar length in a new
+    random order every epoch (length_grouped_batches), which pads less but changes which examples share a step."""
+    if batching == "length":
+        return length_grouped_batches(dataset, batch_size, rng)
+    if batching != "course":
+        raise FactlabError(f"batching {batching!r}: unknown (known: {', '.join(BATCHINGS)})")
+    examples = [dataset.example(i, rng) for i in range(len(dataset))]
+    return [collate(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
+
+
 def length_grouped_batches(dataset, batch_size: int, rng: random.Random, indices: list[int] | None = None,
                            window_batches: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of padded batches in which examples of similar length travel together.

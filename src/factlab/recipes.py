@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from . import FactlabError
-from .data import OBJECTIVES
+from .data import BATCHINGS, OBJECTIVES
 from .formats import FORMATS
 from .model import GPTConfig
 from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, TrainConfig
@@ -75,9 +75,10 @@ _TRAINING_TYPES = {"max_epochs": (int, True), "batch_size": (int, True), "learni
                    "weight_decay": (float, False), "max_minutes": (float, False), "max_steps": (int, True),
                    "precision": (str, False), "compile": (bool, False), "lr_schedule": (str, False),
                    "weight_decay_groups": (str, False), "replay_rates": (str, False),
-                   "objective": (str, False), "question_share": (float, False)}
+                   "objective": (str, False), "question_share": (float, False), "batching": (str, False),
+                   "micro_batch": (int, True)}
 _CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS,
-            "objective": OBJECTIVES}
+            "objective": OBJECTIVES, "batching": BATCHINGS}
 # Settings of what pretraining reads rather than of the trainer (experiment.pretrain applies them).
 DATA_SETTINGS = ("objective", "question_share")
 
@@ -101,6 +102,8 @@ class Training:
     replay_rates: str | None = None
     objective: str | None = None  # pretraining: "span" (the course's), "lm" or "mix" (data.OBJECTIVES)
     question_share: float | None = None  # pretraining: the share of each epoch that is training questions
+    batching: str | None = None  # "course" (file order) or "length" (data.epoch_batches)
+    micro_batch: int | None = None  # rows per forward/backward pass; the same gradient (train.TrainConfig)
 
     def __post_init__(self):
         for name, (kind, positive) in _TRAINING_TYPES.items():
@@ -174,7 +177,7 @@ class Recipe:
 
 # factlab's own trainer choices (train.py), which the CPU recipes and the demo use: their documented numbers
 # were measured with them.
-FACTLAB_TRAINER = Training(lr_schedule="floor", weight_decay_groups="matmul")
+FACTLAB_TRAINER = Training(lr_schedule="floor", weight_decay_groups="matmul", batching="length")
 
 # A 128-wide model that fits an hour on 2 CPU cores: pretraining stops at 54 minutes, the cosine following the
 # clock when the machine is slower than planned.

@@ -46,10 +46,11 @@ class DataFiles:
 def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast", variants=("vanilla",),
               seed: int = 0, device: str = "auto", log=print, resume: bool = False,
               precision: str | None = None, validation: int | None = None, analyze: bool = False,
-              calibrate: int | None = None, scratch: bool = True) -> list[dict]:
+              calibrate: int | None = None, scratch: bool = True, micro_batch: int | None = None) -> list[dict]:
     """With `resume`, a stage whose checkpoint is there without a training state is finished and is not trained
     again (its times and steps come from the checkpoint), and a stage with a training state continues from it:
-    a reproduction of hours, stopped or killed, goes on where it was. `precision` overrides every stage's.
+    a reproduction of hours, stopped or killed, goes on where it was. `precision` and `micro_batch` (how a
+    step is computed, not what it computes: train.TrainConfig) override every stage's.
 
     With `validation` N, the run is one for choosing settings: it finetunes on the training questions less N held
     out (experiment.split, into OUT_DIR) and scores those N in place of dev; dev and the test inputs are not
@@ -70,8 +71,9 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         split = {"questions": validation, "seed": VALIDATION_SEED, "of": files.train.name}
         train, held_out = experiment.split(files.train, out_dir, validation)
         files, scored_on = DataFiles(files.wiki, train, held_out), "validation"
-    if precision:  # on every stage, and so recorded in results.json with the recipe
-        chosen = replace(chosen, **{s: chosen.stage(s).overridden_by(Training(precision=precision)) for s in STAGES})
+    every_stage = Training(precision=precision, micro_batch=micro_batch)
+    if every_stage != Training():  # on every stage, and so recorded in results.json with the recipe
+        chosen = replace(chosen, **{s: chosen.stage(s).overridden_by(every_stage) for s in STAGES})
     for v in variants:
         if v not in VARIANTS:
             raise FactlabError(f"--variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")

@@ -12,7 +12,13 @@ and final token budgets keep their meaning even though factlab never computes on
 factlab's own choices are named options (the CPU recipes use them): `lr_schedule="floor"` holds the rate at 10%
 after final_tokens, sets it before each step from the tokens including it, and under `max_minutes` runs the
 cosine on whichever clock is further along, tokens or wall-clock time, so a run that the time limit ends still
-ends on the decayed rate; `weight_decay_groups="matmul"` decays matmul weights only (minGPT's later habit).
+ends on the decayed rate; `weight_decay_groups="matmul"` decays matmul weights only (minGPT's later habit); `batching="length"` batches
+examples of similar length together in a new order every epoch, where the course's batches are the documents in
+file order.
+
+`micro_batch` N computes each batch in passes of N rows sorted by length, each padded to its own longest row,
+and sums their gradients: the course's batches at about the cost of length-grouped ones (on a CPU, where padding
+costs as much as text), with the same gradient up to rounding.
 
 A run can be stopped and resumed exactly (state.py): with a state path it saves its training state every
 `save_every_minutes` and whenever it stops; SIGINT and SIGTERM stop it after the current step.
@@ -44,7 +50,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import FactlabError, state
-from .data import length_grouped_batches
+from .data import BATCHINGS, epoch_batches
 from .model import GPT
 from .vocab import PAD_ID
 
@@ -74,11 +80,19 @@ class TrainConfig:
     # A metrics file whose per-step rates this run takes instead of the schedule's, for as many steps as it
     # records: it replays a run whose rate followed the clock (--max_minutes under "floor") exactly.
     replay_rates: str | None = None
+    batching: str = "course"  # "course": the course's batches, in file order; "length": length-grouped (data.py)
+    # Rows per forward/backward pass (None: the whole batch at once). The batch's rows, sorted by length, are
+    # computed in passes of this many, each cut to its longest row, and their gradients summed: the same
+    # gradient as the whole batch (rows are independent and padding is not trained on), with less padding.
+    micro_batch: int | None = None
 
     def __post_init__(self):
-        for name, known in (("lr_schedule", LR_SCHEDULES), ("weight_decay_groups", DECAY_GROUPS)):
+        for name, known in (("lr_schedule", LR_SCHEDULES), ("weight_decay_groups", DECAY_GROUPS),
+                            ("batching", BATCHINGS)):
             if getattr(self, name) not in known:
                 raise FactlabError(f"{name} {getattr(self, name)!r}: unknown (known: {', '.join(known)})")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise FactlabError(f"micro_batch {self.micro_batch}: must be at least 1")
 
 
 def learning_rate(config: TrainConfig, tokens: int, time_used: float = 0.0) -> float:
@@ -188,8 +202,22 @@ def shard(x: torch.Tensor, y: torch.Tensor, where: Ranks) -> tuple[torch.Tensor,
     x, y = x[where.rank :: where.world_size], y[where.rank :: where.world_size]
     if len(x) == 0:
         return torch.zeros((1, 1), dtype=torch.long), torch.zeros((1, 1), dtype=torch.long)
+    return trimmed(x, y)
+
+
+def trimmed(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows cut to their longest example (padding only ever follows an example)."""
     length = max(1, int((x != PAD_ID).sum(1).max()))
     return x[:, :length], y[:, :length]
+
+
+def micro_batches(x: torch.Tensor, y: torch.Tensor, rows: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The batch in passes of at most `rows` rows, longest first, each cut to its longest row (TrainConfig's
+    micro_batch); the whole batch when `rows` is None."""
+    if rows is None or rows >= len(x):
+        return [(x, y)]
+    order = torch.argsort((x != PAD_ID).sum(1), descending=True, stable=True)
+    return [trimmed(x[part], y[part]) for part in order.split(rows)]
 
 
 @dataclass
@@ -209,7 +237,7 @@ def epochs_of_batches(dataset, config: TrainConfig, rng: random.Random, position
             rng.setstate(position.epoch_rng)
         position.epoch, position.epoch_rng = epoch, rng.getstate()
         skip, position.batches = (position.batches if epoch == first else 0), 0
-        for b, (x, y) in enumerate(length_grouped_batches(dataset, config.batch_size, rng)):
+        for b, (x, y) in enumerate(epoch_batches(dataset, config.batch_size, rng, config.batching)):
             position.batches = b + 1  # before the yield: a state saved while this batch trains counts it as taken
             if b >= skip:
                 yield epoch, x, y
@@ -307,7 +335,8 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             "world_size": where.world_size,
         })
 
-    network = DistributedDataParallel(model) if where.world_size > 1 else model
+    ddp = DistributedDataParallel(model) if where.world_size > 1 else None
+    network = ddp or model
     if config.compile:
         network = torch.compile(network, dynamic=True)  # batch lengths vary: one graph for all of them
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(config.precision, device) \
@@ -341,13 +370,20 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             x, y = shard(x, y, where)
             if cuda:
                 x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-            with autocast:
-                logits, _ = network(x)
-            loss_sum = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=PAD_ID,
-                                       reduction="sum")
-            # DDP averages gradients over ranks; scaling by world_size makes them those of the global mean.
             optimizer.zero_grad(set_to_none=True)
-            (loss_sum * (where.world_size / batch_targets)).backward()
+            passes = micro_batches(x, y, config.micro_batch)
+            loss_sum = torch.zeros((), device=device)
+            for i, (xs, ys) in enumerate(passes):
+                # DDP all-reduces the gradients in the last pass only; the earlier ones accumulate locally.
+                last = i == len(passes) - 1
+                with contextlib.nullcontext() if last or where.world_size == 1 else ddp.no_sync():
+                    with autocast:
+                        logits, _ = network(xs)
+                    part = F.cross_entropy(logits.float().flatten(0, 1), ys.flatten(), ignore_index=PAD_ID,
+                                           reduction="sum")
+                    # DDP averages gradients over ranks; scaling by world_size makes them those of the global mean.
+                    (part * (where.world_size / batch_targets)).backward()
+                loss_sum += part.detach()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
             optimizer.step()
 
