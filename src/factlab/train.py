@@ -12,13 +12,13 @@ and final token budgets keep their meaning even though factlab never computes on
 factlab's own choices are named options (the CPU recipes use them): `lr_schedule="floor"` holds the rate at 10%
 after final_tokens, sets it before each step from the tokens including it, and under `max_minutes` runs the
 cosine on whichever clock is further along, tokens or wall-clock time, so a run that the time limit ends still
-ends on the decayed rate; `weight_decay_groups="matmul"` decays matmul weights only (minGPT's later habit); `batching="length"` batches
-examples of similar length together in a new order every epoch, where the course's batches are the documents in
-file order.
+ends on the decayed rate; `weight_decay_groups="matmul"` decays matmul weights only (minGPT's later habit);
+`batching="length"` batches examples of similar length together in a new order every epoch, where the course's
+batches are the documents in file order.
 
 `micro_batch` N computes each batch in passes of N rows sorted by length, each padded to its own longest row,
-and sums their gradients: the course's batches at about the cost of length-grouped ones (on a CPU, where padding
-costs as much as text), with the same gradient up to rounding.
+and sums their gradients: the same gradient up to rounding, with less padding computed (on a CPU, where a padded
+position costs as much as a real one, 16 rows train the course's batches 1.9x faster: docs/performance.md).
 
 A run can be stopped and resumed exactly (state.py): with a state path it saves its training state every
 `save_every_minutes` and whenever it stops; SIGINT and SIGTERM stop it after the current step.
