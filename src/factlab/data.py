@@ -290,14 +290,14 @@ def epoch_batches(dataset, batch_size: int, rng: random.Random, batching: str = 
     return [collate(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
 
 
-def length_grouped_batches(dataset, batch_size: int, rng: random.Random, indices: list[int] | None = None,
-                           window_batches: int = 8) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def length_grouped_batches(dataset, batch_size: int, rng: random.Random, window_batches: int = 8
+                           ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of padded batches in which examples of similar length travel together.
 
     Examples are drawn in random order, sorted by length within windows of `window_batches` batches (so batch
     membership still changes from epoch to epoch), cut into batches, and the batches shuffled.
     """
-    indices = list(range(len(dataset))) if indices is None else list(indices)
+    indices = list(range(len(dataset)))
     rng.shuffle(indices)
     examples = [dataset.example(i, rng) for i in indices]
     window = batch_size * window_batches

@@ -27,7 +27,7 @@ from .io import atomic_path, write_text_atomic
 
 VERSION = 1
 # Options that say where or how fast a run goes, not what it computes: a resumed run may change them.
-NOT_IDENTITY = ("device", "micro_batch")  # where and in how many passes a step is computed: not what it computes
+NOT_IDENTITY = ("device", "micro_batch")  # micro_batch: in how many passes a step is computed
 
 
 def state_path(params_path) -> Path:

@@ -367,13 +367,13 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             batch = {"targets": batch_targets, "inputs": int((x != PAD_ID).sum()), "examples": len(x),
                      "positions": x.numel()}  # for on_step
             tokens += batch["inputs"]
-            x, y = shard(x, y, where)
-            if cuda:
-                x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+            # Cut into passes on the CPU, where the lengths are read without waiting for a GPU.
+            passes = micro_batches(*shard(x, y, where), config.micro_batch)
             optimizer.zero_grad(set_to_none=True)
-            passes = micro_batches(x, y, config.micro_batch)
             loss_sum = torch.zeros((), device=device)
             for i, (xs, ys) in enumerate(passes):
+                if cuda:
+                    xs, ys = (t.pin_memory().to(device, non_blocking=True) for t in (xs, ys))
                 # DDP all-reduces the gradients in the last pass only; the earlier ones accumulate locally.
                 last = i == len(passes) - 1
                 with contextlib.nullcontext() if last or where.world_size == 1 else ddp.no_sync():
