@@ -195,7 +195,7 @@ def row(label, variant, evaluation, seconds, params, predictions, stage_seconds,
     s = evaluation.score
     log(f"{label}: {s} ({seconds:.0f} s)")
     return {"run": label, "variant": variant, "correct": s.correct, "total": s.total, "percent": round(s.percent, 2),
-            "seconds": round(seconds, 1), "stage_seconds": stage_seconds, "params": params, "predictions": predictions}
+            "seconds": round(seconds, 3), "stage_seconds": stage_seconds, "params": params, "predictions": predictions}
 
 
 def results_markdown(rows: list[dict], scored_on: str = "dev") -> str:
