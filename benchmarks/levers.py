@@ -8,7 +8,9 @@ Each lever is `factlab reproduce --validation 400 --analyze --no_scratch --resum
 (`--override`), into OUT/NAME: it finetunes on the 1,600 training questions outside the validation split and
 scores the 400, never dev. A run stopped midway goes on where it was when run again. The table gathers every
 OUT/*/results.json: validation accuracy with its 95% interval, the facts the pretrained model recalls, the
-accuracy at 50% coverage, the ECE, the pretraining epochs (how often each biography was seen) and the times.
+accuracy at 50% coverage, the ECE, the pretraining epochs (how often each biography was seen), how many of those
+draws held the birthplace (span corruption truncates most biographies before it), the times and the training
+speed, which says what the hour was worth on the machine (its CPU kernels: AVX512 machines train faster).
 Run the levers one at a time on an otherwise quiet machine: the CPU recipes stop pretraining by the clock.
 """
 
@@ -18,10 +20,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from factlab import FactlabError
-from factlab.data import VALIDATION_QUESTIONS
-from factlab.io import read_json, write_text_atomic
-from factlab.recipes import overridden, recipe
+import numpy as np
+
+from factlab import FactlabError, experiment
+from factlab.analysis import pretraining_exposures
+from factlab.data import VALIDATION_QUESTIONS, VALIDATION_SEED, CorpusIndex, Question, validation_split
+from factlab.io import read_json, read_text, write_text_atomic
+from factlab.recipes import COURSE, overridden, recipe
 from factlab.reproduce import DataFiles, reproduce
 from factlab.statistics import wilson_interval
 
@@ -51,11 +56,33 @@ def run_lever(name: str, data: Path, out: Path, device: str) -> None:
               device=device, resume=True, validation=VALIDATION_QUESTIONS, analyze=True, scratch=False)
 
 
-def table(out: Path) -> str:
+def median_exposures(name: str, row: dict, index: CorpusIndex, validation: list[Question]) -> float | None:
+    """How many pretraining draws held a validation person's birthplace, the median over the 400
+    (analysis.pretraining_exposures): from the analysis when it has it, else from the lever's recipe and epochs
+    (runs analysed before exposures were counted)."""
+    if "exposures_median" in row["analysis"]:
+        return row["analysis"]["exposures_median"]
+    if name not in LEVERS:
+        return None
+    base, overrides, variant = LEVERS[name]
+    model, training = overridden(recipe(base), overrides).resolved("pretrain")
+    info = {"pretraining": {"objective": COURSE["pretrain"].overridden_by(training).objective},
+            "result": {"epochs_done": row["stage_seconds"]["pretrain_epochs"]}}
+    counts = pretraining_exposures(index, validation, info, model.config(variant, 0).block_size)
+    seen = [c for c in counts if c is not None]
+    return float(np.median(seen)) if seen else None
+
+
+def table(out: Path, data: Path) -> str:
     """The levers measured so far, as Markdown, from every OUT/*/results.json."""
+    files = DataFiles.in_dir(data)
+    index = CorpusIndex(read_text(files.wiki))
+    validation = validation_split(experiment.read_questions(files.train, require_answers=True),
+                                  VALIDATION_QUESTIONS, VALIDATION_SEED, str(files.train))[1]
     lines = ["| lever | recipe | validation exact match (95% interval) | recalled by the pretrained model | "
-             "accuracy at 50% coverage | ECE | pretraining epochs | pretraining + finetuning |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "accuracy at 50% coverage | ECE | pretraining epochs | draws that held a place (median) | "
+             "pretraining + finetuning | pretraining tokens/s (CPU kernels) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for path in sorted(out.glob("*/results.json")):
         results = read_json(path)
         for row in results["rows"]:
@@ -65,12 +92,15 @@ def table(out: Path) -> str:
             a, times = row["analysis"], row["stage_seconds"]
             recall = a.get("recall") or {}
             epochs = times.get("pretrain_epochs")
+            exposures = median_exposures(path.parent.name, row, index, validation)
             lines.append(
                 f"| {path.parent.name} | {results['recipe']['name']} ({row['variant']}) | {row['correct']}/{row['total']}"
                 f" = {row['percent']:.1f}% ({100 * low:.1f}–{100 * high:.1f}%) | "
                 f"{recall.get('recalled', '–')}/{recall.get('probed', '–')} | {100 * a['accuracy_at_50']:.1f}% | "
                 f"{a['ece']:.3f} | {'–' if epochs is None else f'{epochs:.0f}'} | "
-                f"{times['pretrain'] + times['finetune']:.0f} s |")
+                f"{'–' if exposures is None else f'{exposures:.0f}'} | "
+                f"{times['pretrain'] + times['finetune']:.0f} s | {times['pretrain_tokens_per_s']:,.0f} "
+                f"({results['hardware'].get('cpu_capability', 'not recorded')}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -90,7 +120,7 @@ def main(argv=None) -> None:
     for name in args.run or []:
         run_lever(name, Path(args.data), out, args.device)
     if args.table:
-        text = table(out)
+        text = table(out, Path(args.data))
         write_text_atomic(out / "levers.md", text)
         print(text, end="")
 

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 
 from conftest import BLOCK, TINY, tiny_corpus
 from factlab import experiment
-from factlab.analysis import NearestName, analyze_answers, biography_recall, recall_prompt, trigrams
+from factlab.analysis import (NearestName, analyze_answers, biography_recall, exposure_summary, pretraining_exposures,
+                              recall_prompt, trigrams)
 from factlab.ask import alternatives
 from factlab.cli import main
-from factlab.data import CorpusIndex, Question, parse_questions, question_name
+from factlab.data import CorpusIndex, Question, chance_draw_holds, parse_questions, question_name
 from factlab.decode import Scored, answer_one_by_one, prompt_ids
 from factlab.statistics import match_test, poisson_binomial_tail, risk_coverage
 from factlab.recipes import Training
@@ -435,3 +436,27 @@ def test_analyze_calibrated_on_another_analysis(work, analysis, tmp_path, capsys
     code, _, err = run(capsys, "analyze", "vanilla", work["wiki"], "--reading_params_path", work["ft"],
                        "--eval_corpus_path", work["dev"], "--calibrate_on", fitted_on)
     assert code == 2 and err.count("\n") == 1 and "records have a confidence and correct" in err
+
+
+def test_pretraining_exposures_count_the_draws_that_held_each_place():
+    """A place's exposures are the pretraining epochs times the chance a draw under the checkpoint's objective
+    held the biography up to it; a place the biography never names has none to count; the summary bins them."""
+    index = CorpusIndex("Ann Lee. Ann Lee was born in Rome.\nBob Ray. " + "x" * 130 + " Bob Ray was born in Oslo.\n")
+    questions = [Question("Where was Ann Lee born?", "Rome", "q:1"), Question("Where was Bob Ray born?", "Oslo", "q:2"),
+                 Question("Where was Ann Lee born?", "Paris", "q:3")]
+    for objective in ("span", "lm", "mix"):
+        info = {"stage": "pretrain", "pretraining": {"objective": objective}, "result": {"epochs_done": 300.0}}
+        counts = pretraining_exposures(index, questions, info, 128)
+        rome_ends = len("Ann Lee. Ann Lee was born in Rome")
+        assert counts == [round(300 * chance_draw_holds(rome_ends, 128, objective), 1), 0.0, None]
+    assert pretraining_exposures(index, questions[:1], {"result": {"epochs_done": 10.0}}, 128) == [
+        round(10 * chance_draw_holds(33, 128, "span"), 1)]  # a checkpoint of before the objectives: span
+    records = [{"exposures": e, "correct": c, "recall_probed": p, "recalled": r}
+               for e, c, p, r in [(300.0, True, True, True), (150.0, False, True, False), (0.0, False, False, None),
+                                  (None, False, False, None), (1200.0, True, True, True)]]
+    summary = exposure_summary(records)
+    assert summary["median"] == 225.0 and summary["never"] == 1 and summary["not_in_biography"] == 1
+    assert summary["by_exposures"] == {"0": {"n": 1, "correct": 0, "probed": 0, "recalled": 0},
+                                       "<100": {"n": 0, "correct": 0, "probed": 0, "recalled": 0},
+                                       "100-1000": {"n": 2, "correct": 1, "probed": 2, "recalled": 1},
+                                       ">=1000": {"n": 1, "correct": 1, "probed": 1, "recalled": 1}}

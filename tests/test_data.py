@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from factlab import FactlabError
-from factlab.data import (CharCorruptionDataset, NameDataset, Question, QuestionMixture, collate, epoch_batches,
+from factlab.data import (CharCorruptionDataset, chance_draw_holds, NameDataset, Question, QuestionMixture, collate, epoch_batches,
                           length_grouped_batches, parse_questions, validation_split)
 from factlab.io import read_text
 from factlab.synthetic import generate
@@ -384,3 +384,30 @@ def test_question_mixture_makes_its_share_of_every_epoch(corpus_files):
     for share in (0, 1, 1.5):
         with pytest.raises(FactlabError, match="must be between 0 and 1"):
             QuestionMixture(wiki, questions, share)
+
+
+@pytest.mark.parametrize("objective", ["span", "lm", "mix"])
+def test_chance_draw_holds_is_the_share_of_draws_that_keep_the_prefix(objective):
+    """chance_draw_holds(end) is how often a pretraining draw holds a document's first `end` characters: the
+    exact chance, against the share of 4,000 draws (within 4 standard errors)."""
+    block = 32
+    document = "".join(chr(ord("a") + i % 26) for i in range(60))
+    dataset = CharCorruptionDataset(document + "\n", block, objective=objective)
+    rng = random.Random(0)
+    draws = [dataset.draw(document, rng) for _ in range(4000)]
+    for end in (1, 4, 10, 20, 28, 29, 32, 33, 50):
+        p = chance_draw_holds(end, block, objective)
+        share = sum(holds_prefix(text, document[:end]) for text in draws) / len(draws)
+        assert abs(share - p) <= 4 * (p * (1 - p) / len(draws)) ** 0.5 + 1e-9, (objective, end, p, share)
+    assert chance_draw_holds(29, block, "span") == 0.0 and chance_draw_holds(32, block, "lm") == 1.0
+    assert chance_draw_holds(33, block, "lm") == 0.0
+    with pytest.raises(FactlabError, match="unknown"):
+        chance_draw_holds(4, block, "masked")
+
+
+def holds_prefix(text: str, prefix: str) -> bool:
+    """Whether a drawn text holds `prefix` (a span corruption's text `a ⁇ c ⁇ b` holds the document a + b + c)."""
+    if MASK_CHAR not in text:
+        return text.startswith(prefix)
+    before, after, masked = text.split(MASK_CHAR)
+    return (before + masked + after).startswith(prefix)

@@ -47,6 +47,7 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
     assert saved["data_files"] == {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "birth_dev.tsv",
                                    "test": "birth_test_inputs.tsv"}
     assert saved["hardware"]["cpu_count"] >= 1 and saved["hardware"]["torch"] == torch.__version__
+    assert saved["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert saved["memory"]["peak_rss_mb"] > 100  # python and torch alone take more
     assert all(r["stage_seconds"]["finetune_tokens_per_s"] > 0 for r in rows if r["params"])
     assert all(r["stage_seconds"]["pretrain_steps"] > 0 for r in rows if r["run"].endswith("pretrain + finetune"))
@@ -174,6 +175,10 @@ def test_reproduce_analyzes_and_calibrates_a_final_run(tmp_path, corpus_files):
     analysis = json.loads((out / final["analysis"]["file"]).read_text())
     assert analysis["meta"]["recall_checkpoint"].endswith("vanilla.pretrain.params")
     assert final["analysis"]["recall"]["probed"] > 0 and final["analysis"]["accuracy"] == final["correct"] / final["total"]
+    epochs = final["stage_seconds"]["pretrain_epochs"]  # TINY pretrains with span corruption, block 64
+    exposures = [r["exposures"] for r in analysis["records"] if r["exposures"] is not None]
+    assert exposures and all(0 <= e <= epochs for e in exposures)
+    assert final["analysis"]["exposures_median"] == analysis["summary"]["exposures"]["median"]
     fitted = len({r["correct"] for r in calibration["records"]}) == 2
     assert ("ece_calibrated" in final["analysis"]) == fitted
     assert fitted or any(line.startswith("no calibration:") for line in said)

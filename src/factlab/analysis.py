@@ -49,6 +49,13 @@ Definitions
   `--calibrate_on OTHER.analysis.json` fits Platt scaling, sigmoid(a · logit(p) + b), to the confidence and
   correctness of OTHER's records (a model's answers to a validation split, never to the questions analysed) and
   reports the same for the calibrated confidences. It keeps the answers' order, so risk–coverage is unchanged.
+- **exposures** (with `--recall_params_path PRETRAINED`): how many of the pretraining's draws of the person's
+  biography held the gold place, in expectation: the pretrained checkpoint's epochs times the chance that one draw
+  under its objective holds the document up to the place's first mention (`data.chance_draw_holds`; span
+  corruption's random truncation drops a late place from most draws, the course's 7/8 of a block from all).
+  Questions mixed into pretraining are not counted: they are the training people's, never the scored ones'.
+  Part 3.3 of "Physics of Language Models" measures capacity at about 100 and 1,000 exposures per fact, hence the
+  bins of `by_exposures`.
 
 JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "factlab-analysis-1")
 -----------------------------------------------------------------------------------------------
@@ -63,7 +70,8 @@ JSON written by `factlab analyze --outputs_path OUT.analysis.json` (schema "fact
      "name_in_corpus": bool, "n_documents": int, "gold_in_doc": bool, "prediction_in_doc": bool,
      "prediction_in_train_answers": bool | null,
      "nearest_train_name": str | null, "nearest_train_answer": str | null, "nearest_similarity": float | null,
-     "recall_probed": bool, "recalled": bool | null,  # these two only with --recall_params_path
+     "recall_probed": bool, "recalled": bool | null,  # these three only with --recall_params_path
+     "exposures": float | null,  # null: the biography never names the gold place
      "recitation": str, "gold_in_recitation": bool,   # these two only for a recite model
      "calibrated_confidence": float}                  # only with --calibrate_on
   ],
@@ -100,8 +108,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import FactlabError, experiment
-from .data import CorpusIndex, Question, question_name
+from . import FactlabError, checkpoint, experiment
+from .data import CorpusIndex, Question, chance_draw_holds, question_name
 from .decode import Scored, answer_questions
 from .formats import DIRECT, RECITE, checkpoint_format
 from .io import read_json, read_text, write_text_atomic
@@ -168,6 +176,41 @@ def biography_recall(model, vocab, index: CorpusIndex, questions: list[Question]
     return recalled
 
 
+def pretraining_exposures(index: CorpusIndex, questions: list[Question], pretrained_info: dict, block_size: int
+                          ) -> list[float | None]:
+    """Per question: the expected number of pretraining draws that held the gold place (the module docstring's
+    **exposures**), from the pretrained checkpoint's info (its objective and epochs); None where no document of
+    the person names the place."""
+    objective = pretrained_info.get("pretraining", {}).get("objective", "span")
+    epochs = pretrained_info["result"]["epochs_done"]
+    counts: list[float | None] = []
+    for q in questions:
+        found = index.place_in_document(question_name(q.question), q.answer or "", 10**9)
+        counts.append(None if found is None else
+                      round(epochs * chance_draw_holds(found[1] + len(q.answer), block_size, objective), 1))
+    return counts
+
+
+EXPOSURE_BINS = (100, 1000)  # Part 3.3's milestones: about 1 bit per parameter at 100 exposures, 2 at 1,000
+
+
+def exposure_summary(records: list[dict]) -> dict:
+    """The median exposures of the facts the biographies hold, how many were never in a draw, and the recall
+    (over probed questions) and accuracy by exposure bin."""
+    seen = [r["exposures"] for r in records if r["exposures"] is not None]
+    bins = {"0": lambda e: e == 0, f"<{EXPOSURE_BINS[0]}": lambda e: 0 < e < EXPOSURE_BINS[0],
+            f"{EXPOSURE_BINS[0]}-{EXPOSURE_BINS[1]}": lambda e: EXPOSURE_BINS[0] <= e < EXPOSURE_BINS[1],
+            f">={EXPOSURE_BINS[1]}": lambda e: e >= EXPOSURE_BINS[1]}
+    by_bin = {}
+    for label, within in bins.items():
+        group = [r for r in records if r["exposures"] is not None and within(r["exposures"])]
+        probed = [r for r in group if r["recall_probed"]]
+        by_bin[label] = {"n": len(group), "correct": sum(r["correct"] for r in group), "probed": len(probed),
+                         "recalled": sum(bool(r["recalled"]) for r in probed)}
+    return {"median": float(np.median(seen)) if seen else None, "never": sum(e == 0 for e in seen),
+            "not_in_biography": len(records) - len(seen), "by_exposures": by_bin}
+
+
 # ---------------------------------------------------------------- records and their summary
 
 
@@ -183,10 +226,12 @@ def split(records: list[dict], key: str) -> dict:
 
 def analyze_answers(questions: list[Question], scored: list[Scored], index: CorpusIndex,
                     train: list[Question] | None = None, recalled: list[bool | None] | None = None,
-                    recitations: list[str] | None = None, calibration: Calibration | None = None) -> dict:
+                    recitations: list[str] | None = None, calibration: Calibration | None = None,
+                    exposures: list[float | None] | None = None) -> dict:
     """Records, summary and risk–coverage (the JSON of the module docstring, without "meta"); `recalled` is
     `biography_recall`'s answer per question, when there is a pretrained model to probe; `recitations` what a
-    recite model wrote before each answer; `calibration` one fitted on other answers."""
+    recite model wrote before each answer; `calibration` one fitted on other answers; `exposures`
+    `pretraining_exposures`'s count per question."""
     if len(questions) != len(scored):
         raise ValueError(f"{len(scored)} answers for {len(questions)} questions")
     if not questions or questions[0].answer is None:
@@ -216,6 +261,9 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
     if recalled is not None:
         for record, known in zip(records, recalled):
             record.update(recall_probed=known is not None, recalled=known)
+    if exposures is not None:
+        for record, seen in zip(records, exposures):
+            record["exposures"] = seen
     if recitations is not None:
         for record, recited in zip(records, recitations):
             record.update(recitation=recited, gold_in_recitation=record["gold"] in recited)
@@ -239,6 +287,8 @@ def analyze_answers(questions: list[Question], scored: list[Scored], index: Corp
     }
     if recalled is not None:
         summary["by"]["recalled"] = split([r for r in records if r["recall_probed"]], "recalled")
+    if exposures is not None:
+        summary["exposures"] = exposure_summary(records)
     if recitations is not None:
         summary["by"]["gold_in_recitation"] = split(records, "gold_in_recitation")
     if nearest_index is not None:
@@ -336,6 +386,12 @@ def format_summary(result: dict) -> str:
         parts = [f"{word} {g['correct']}/{g['n']} = {_pct(g['accuracy'])}"
                  for word, g in zip(("yes", "no"), (s["by"][key]["true"], s["by"][key]["false"]))]
         lines.append(f"accuracy by {label}: " + "; ".join(parts))
+    ex = s.get("exposures")
+    if ex is not None:
+        bins = "; ".join(f"{label}: {g['recalled']}/{g['probed']} recalled, {g['correct']}/{g['n']} right"
+                         for label, g in ex["by_exposures"].items() if g["n"])
+        lines.append(f"pretraining draws that held the gold place: median {_fmt(ex['median'])}, none for "
+                     f"{ex['never']}, not in the biography for {ex['not_in_biography']}; by exposures, {bins}")
     lines.append(f"{s['distinct_predictions']} distinct answers; most frequent: "
                  + ", ".join(f"{p or '(empty)'} {n}" for p, n in s["frequent_predictions"]))
     lines.append("most frequent wrong answers: " + ", ".join(f"{p or '(empty)'} {n}" for p, n in s["frequent_wrong_answers"]))
@@ -371,12 +427,15 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     scored, recitations = experiment.answer(model, corpus.vocab, questions, device, with_scores=True,
                                             answer_format=checkpoint_format(reading_params_path))
     index = CorpusIndex(read_text(corpus_path))
-    recalled = None
+    recalled = exposures = None
     if recall_params_path is not None:
         pretrained, _ = experiment.load_model(recall_params_path, variant, corpus_path, experiment.ModelOptions())
         pretrained.to(next(model.parameters()).device)
         recalled = biography_recall(pretrained, corpus.vocab, index, questions)
-    result = analyze_answers(questions, scored, index, train, recalled, recitations, calibration)
+        header = checkpoint.read_config(recall_params_path)  # None for a course .params file
+        if header and header[2].get("stage") == "pretrain":  # else no pretraining epochs to count
+            exposures = pretraining_exposures(index, questions, header[2], pretrained.config.block_size)
+    result = analyze_answers(questions, scored, index, train, recalled, recitations, calibration, exposures)
     meta = {"variant": variant, "checkpoint": str(reading_params_path), "corpus_path": str(corpus_path),
             "eval_corpus_path": str(eval_corpus_path),
             "train_corpus_path": None if train_corpus_path is None else str(train_corpus_path),
@@ -402,4 +461,6 @@ def summary_numbers(result: dict) -> dict:
         numbers["recall"] = {"probed": recalled["true"]["n"] + recalled["false"]["n"], "recalled": recalled["true"]["n"],
                              "correct_when_recalled": recalled["true"]["correct"],
                              "correct_otherwise": recalled["false"]["correct"]}
+    if s.get("exposures") is not None:
+        numbers["exposures_median"] = s["exposures"]["median"]
     return numbers

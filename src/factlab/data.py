@@ -148,6 +148,25 @@ class CorpusIndex:
 OBJECTIVES = ("span", "lm", "mix")
 
 
+def longest_span_draw(block_size: int) -> int:
+    """The longest truncation of a document that span corruption draws (the course's int(block_size * 7/8))."""
+    return int(block_size * 7 / 8)
+
+
+def chance_draw_holds(end: int, block_size: int, objective: str) -> float:
+    """The chance that one pretraining draw of a document (at least `end` characters long) holds all of its
+    first `end` characters: a fact there, a birthplace say, is in the text the model trains on. Span corruption
+    keeps a prefix of uniform length in [4, longest_span_draw] (its span only moves within it); "lm" keeps the
+    first block_size characters; "mix" is either, evenly. A fact beyond both is never seen, however long the
+    training."""
+    if objective not in OBJECTIVES:
+        raise FactlabError(f"objective {objective!r}: unknown (known: {', '.join(OBJECTIVES)})")
+    longest = longest_span_draw(block_size)
+    span = max(0, longest - max(end, 4) + 1) / (longest - 3)
+    lm = float(end <= block_size)
+    return {"span": span, "lm": lm, "mix": (span + lm) / 2}[objective]
+
+
 class CharCorruptionDataset:
     """Span corruption for pretraining: a document becomes `prefix ⁇ suffix ⁇ masked`.
 
@@ -174,7 +193,7 @@ class CharCorruptionDataset:
         return len(self.data)
 
     def corrupt(self, document: str, rng: random.Random) -> str:
-        n = min(len(document), rng.randint(4, int(self.block_size * 7 / 8)))
+        n = min(len(document), rng.randint(4, longest_span_draw(self.block_size)))
         truncated = document[:n]
         masked_len = rng.randint(1, max(1, n // 2))
         start = rng.randint(0, n - masked_len)

@@ -236,7 +236,9 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
 
 
 def hardware() -> dict:
-    """What the run ran on: the CPU, its cores and threads, the GPU if any, and torch's version."""
+    """What the run ran on: the CPU, the vector instructions torch's kernels use on it (AVX2 or AVX512: the
+    machines here have either, and it changes how much a time-limited recipe trains), its cores and threads, the
+    GPU if any, and torch's version."""
     import os
     import platform
 
@@ -248,6 +250,6 @@ def hardware() -> dict:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "torch": torch.__version__, "python": platform.python_version()}
