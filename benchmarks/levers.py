@@ -20,10 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from factlab import FactlabError, experiment
-from factlab.analysis import pretraining_exposures
+from factlab.analysis import median_exposures, pretraining_exposures
 from factlab.data import VALIDATION_QUESTIONS, VALIDATION_SEED, CorpusIndex, Question, validation_split
 from factlab.io import read_json, read_text, write_text_atomic
 from factlab.recipes import COURSE, overridden, recipe
@@ -56,7 +54,7 @@ def run_lever(name: str, data: Path, out: Path, device: str) -> None:
               device=device, resume=True, validation=VALIDATION_QUESTIONS, analyze=True, scratch=False)
 
 
-def median_exposures(name: str, row: dict, index: CorpusIndex, validation: list[Question]) -> float | None:
+def lever_exposures(name: str, row: dict, index: CorpusIndex, validation: list[Question]) -> float | None:
     """How many pretraining draws held a validation person's birthplace, the median over the 400
     (analysis.pretraining_exposures): from the analysis when it has it, else from the lever's recipe and epochs
     (runs analysed before exposures were counted)."""
@@ -68,9 +66,7 @@ def median_exposures(name: str, row: dict, index: CorpusIndex, validation: list[
     model, training = overridden(recipe(base), overrides).resolved("pretrain")
     info = {"pretraining": {"objective": COURSE["pretrain"].overridden_by(training).objective},
             "result": {"epochs_done": row["stage_seconds"]["pretrain_epochs"]}}
-    counts = pretraining_exposures(index, validation, info, model.config(variant, 0).block_size)
-    seen = [c for c in counts if c is not None]
-    return float(np.median(seen)) if seen else None
+    return median_exposures(pretraining_exposures(index, validation, info, model.config(variant, 0).block_size))
 
 
 def table(out: Path, data: Path) -> str:
@@ -92,7 +88,7 @@ def table(out: Path, data: Path) -> str:
             a, times = row["analysis"], row["stage_seconds"]
             recall = a.get("recall") or {}
             epochs = times.get("pretrain_epochs")
-            exposures = median_exposures(path.parent.name, row, index, validation)
+            exposures = lever_exposures(path.parent.name, row, index, validation)
             lines.append(
                 f"| {path.parent.name} | {results['recipe']['name']} ({row['variant']}) | {row['correct']}/{row['total']}"
                 f" = {row['percent']:.1f}% ({100 * low:.1f}–{100 * high:.1f}%) | "

@@ -191,6 +191,12 @@ def pretraining_exposures(index: CorpusIndex, questions: list[Question], pretrai
     return counts
 
 
+def median_exposures(counts: list[float | None]) -> float | None:
+    """The median of `pretraining_exposures`'s counts over the facts a biography holds (None: no such fact)."""
+    seen = [c for c in counts if c is not None]
+    return float(np.median(seen)) if seen else None
+
+
 EXPOSURE_BINS = (100, 1000)  # Part 3.3's milestones: about 1 bit per parameter at 100 exposures, 2 at 1,000
 
 
@@ -207,7 +213,7 @@ def exposure_summary(records: list[dict]) -> dict:
         probed = [r for r in group if r["recall_probed"]]
         by_bin[label] = {"n": len(group), "correct": sum(r["correct"] for r in group), "probed": len(probed),
                          "recalled": sum(bool(r["recalled"]) for r in probed)}
-    return {"median": float(np.median(seen)) if seen else None, "never": sum(e == 0 for e in seen),
+    return {"median": median_exposures(seen), "never": sum(e == 0 for e in seen),
             "not_in_biography": len(records) - len(seen), "by_exposures": by_bin}
 
 
