@@ -17,15 +17,19 @@ Run the levers one at a time on an otherwise quiet machine: the CPU recipes stop
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from pathlib import Path
 
 from factlab import FactlabError, experiment
 from factlab.analysis import median_exposures, pretraining_exposures
 from factlab.data import VALIDATION_QUESTIONS, VALIDATION_SEED, CorpusIndex, Question, validation_split
-from factlab.io import read_json, read_text, write_text_atomic
+from factlab.checkpoint import read_config
+from factlab.io import atomic_path, read_json, read_text, write_text_atomic
 from factlab.recipes import COURSE, overridden, recipe
 from factlab.reproduce import DataFiles, reproduce
+from factlab.state import state_path
 from factlab.statistics import wilson_interval
 
 # name: (recipe, overrides, variant); each changes one thing of its recipe
@@ -33,6 +37,13 @@ LEVERS = {
     "recite": ("cpu-recite", [], "vanilla"),
     "recite-lm": ("cpu-recite", ["pretrain.objective=lm"], "vanilla"),
     "recite-mix": ("cpu-recite", ["pretrain.objective=mix"], "vanilla"),
+    # lm pretraining never shows ⁇, so the recitation finetuning at 1e-4 rarely learns to close one
+    "recite-lm-ft-lr-1e-3": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
+    "recite-lm-ft-lr-3e-4": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=3e-4"], "vanilla"),
+    # the place marked inside the recitation: nothing to copy after it (formats.py, recite-marked)
+    "marked-lm": ("cpu-recite", ["pretrain.objective=lm", "answer_format=recite-marked"], "vanilla"),
+    "marked-lm-ft-lr-3e-4": ("cpu-recite", ["pretrain.objective=lm", "answer_format=recite-marked",
+                                            "finetune.learning_rate=3e-4"], "vanilla"),
     "recite-questions-0.3": ("cpu-recite", ["pretrain.question_share=0.3"], "vanilla"),
     "recite-rope": ("cpu-recite", [], "rope"),
     "recite-batch-32": ("cpu-recite", ["pretrain.batch_size=32"], "vanilla"),
@@ -45,13 +56,56 @@ LEVERS = {
     "direct-questions-0.3": ("cpu-fast", ["pretrain.question_share=0.3"], "vanilla"),
     "direct-questions-0.6": ("cpu-fast", ["pretrain.question_share=0.6"], "vanilla"),
     "direct-lm": ("cpu-fast", ["pretrain.objective=lm"], "vanilla"),
+    "direct-lm-ft-lr-1e-3": ("cpu-fast", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
+    "direct-lm-questions-0.3": ("cpu-fast", ["pretrain.objective=lm", "pretrain.question_share=0.3"], "vanilla"),
+    "recite-lm-questions-0.3": ("cpu-recite", ["pretrain.objective=lm", "pretrain.question_share=0.3",
+                                               "finetune.learning_rate=3e-4"], "vanilla"),
+    "marked-lm-questions-0.3": ("cpu-recite", ["pretrain.objective=lm", "pretrain.question_share=0.3",
+                                               "answer_format=recite-marked", "finetune.learning_rate=3e-4"],
+                                "vanilla"),
 }
 
 
 def run_lever(name: str, data: Path, out: Path, device: str) -> None:
     base, overrides, variant = LEVERS[name]
+    shared = reuse_pretraining(name, out)
     reproduce(DataFiles.in_dir(data), out / name, overridden(recipe(base), overrides), variants=(variant,),
               device=device, resume=True, validation=VALIDATION_QUESTIONS, analyze=True, scratch=False)
+    if shared:  # said in results.json, so the table and a reader of the exported folder know
+        results = read_json(out / name / "results.json")
+        write_text_atomic(out / name / "results.json",
+                          json.dumps({**results, "pretraining_from": shared}, indent=1) + "\n")
+
+
+def pretraining_of(name: str) -> tuple:
+    """What a lever's pretraining is: its model, its pretraining options and its variant."""
+    base, overrides, variant = LEVERS[name]
+    return overridden(recipe(base), overrides).resolved("pretrain"), variant
+
+
+def reuse_pretraining(name: str, out: Path) -> str | None:
+    """A lever whose pretraining is another's (it changes only the finetuning or the answer format) starts from
+    that lever's finished pretrained model, copied with its training curve, so an hour of pretraining is not spent
+    twice; its row's pretraining time and epochs are then those of that run. Returns the lever it came from (also
+    when copied before), None when the lever pretrains itself."""
+    variant = LEVERS[name][2]
+    target = out / name / f"{variant}.pretrain.params"
+    origin = Path(f"{target}.from")
+    if target.exists():
+        return origin.read_text().strip() if origin.is_file() else None
+    for other in LEVERS:
+        source = out / other / target.name
+        if (other == name or pretraining_of(other) != pretraining_of(name) or not source.is_file()
+                or state_path(source).exists() or "result" not in read_config(source)[2]):
+            continue
+        write_text_atomic(origin, other + "\n")
+        for suffix in (".metrics.jsonl", ""):  # the checkpoint last: once it is there, the stage is done
+            if Path(f"{source}{suffix}").is_file():
+                with atomic_path(f"{target}{suffix}") as tmp:
+                    shutil.copyfile(f"{source}{suffix}", tmp)
+        print(f"{name}: starts from the pretrained model of {other} ({source})")
+        return other
+    return None
 
 
 def lever_exposures(name: str, row: dict, index: CorpusIndex, validation: list[Question]) -> float | None:
@@ -89,8 +143,9 @@ def table(out: Path, data: Path) -> str:
             recall = a.get("recall") or {}
             epochs = times.get("pretrain_epochs")
             exposures = lever_exposures(path.parent.name, row, index, validation)
+            shared = f" (pretraining of {results['pretraining_from']})" if "pretraining_from" in results else ""
             lines.append(
-                f"| {path.parent.name} | {results['recipe']['name']} ({row['variant']}) | {row['correct']}/{row['total']}"
+                f"| {path.parent.name}{shared} | {results['recipe']['name']} ({row['variant']}) | {row['correct']}/{row['total']}"
                 f" = {row['percent']:.1f}% ({100 * low:.1f}–{100 * high:.1f}%) | "
                 f"{recall.get('recalled', '–')}/{recall.get('probed', '–')} | {100 * a['accuracy_at_50']:.1f}% | "
                 f"{a['ece']:.3f} | {'–' if epochs is None else f'{epochs:.0f}'} | "

@@ -218,13 +218,22 @@ def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp
                   pretrain=Training(max_epochs=1, batch_size=32), finetune=Training(max_epochs=1, batch_size=32))
     monkeypatch.setitem(recipes.RECIPES, "tiny", tiny)
     monkeypatch.setattr(levers, "LEVERS", {"base": ("tiny", [], "vanilla"),
-                                           "lm": ("tiny", ["pretrain.objective=lm"], "vanilla")})
+                                           "lm": ("tiny", ["pretrain.objective=lm"], "vanilla"),
+                                           "lm-ft": ("tiny", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"],
+                                                     "vanilla")})
     monkeypatch.setattr(levers, "VALIDATION_QUESTIONS", 10)
-    levers.main(["--data", str(corpus_files["wiki"].parent), "--out", str(tmp_path), "--run", "base", "lm",
+    levers.main(["--data", str(corpus_files["wiki"].parent), "--out", str(tmp_path), "--run", "base", "lm", "lm-ft",
                  "--table", "--device", "cpu"])
     table = (tmp_path / "levers.md").read_text()
     assert capsys.readouterr().out.endswith(table)
     rows = table.splitlines()[2:]
-    assert [r.split(" | ")[0] for r in rows] == ["| base", "| lm"]
+    assert [r.split(" | ")[0] for r in rows] == ["| base", "| lm", "| lm-ft (pretraining of lm)"]
     assert "tiny pretrain.objective=lm (vanilla)" in rows[1] and all("/10 = " in r for r in rows)
     assert not list(tmp_path.glob("*/*.dev.predictions"))
+    # a lever that changes only the finetuning starts from the other's pretrained model, not from a new pretraining
+    pretrained = [(tmp_path / lever / "vanilla.pretrain.params").read_bytes() for lever in ("lm", "lm-ft")]
+    assert pretrained[0] == pretrained[1]
+    assert levers.reuse_pretraining("base", tmp_path) is None  # no other lever pretrains as it does
+    assert levers.reuse_pretraining("lm-ft", tmp_path) == "lm"  # run again: still says where it came from
+    finetuned = [(tmp_path / lever / "vanilla.finetune.params").read_bytes() for lever in ("lm", "lm-ft")]
+    assert finetuned[0] != finetuned[1]

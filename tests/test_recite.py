@@ -16,8 +16,8 @@ from factlab.cli import main
 from factlab.data import CharCorruptionDataset
 from factlab.decode import answer_questions
 from factlab.experiment import ModelOptions, finetune
-from factlab.formats import (MIN_ANSWER_ROOM, RecitationDataset, checkpoint_format_name, recitation_prompt,
-                             recite_then_answer)
+from factlab.formats import (MIN_ANSWER_ROOM, RECITE_MARKED, MarkedRecitationDataset, RecitationDataset,
+                             checkpoint_format_name, recitation_prompt, recite_then_answer)
 from factlab.recipes import Training
 
 MASK = "\u2047"
@@ -47,6 +47,20 @@ def test_recitation_example_layout(wiki_ds):
     assert (y[: len("Ab Cd.") - 1] == 0).all() and (y[len("Ab Cd.") - 1:] != 0).all()
     # the place inside a name does not count ("Ab" in "Ab City" is not the name "Ab Cd"); the first mention does
     assert decode(ds, ds.example(1)[0]) == "Ef Gh. Ef Gh is a painter . Born in Ab City" + MASK + "Ab City"
+
+
+def test_marked_recitation_example_layout(wiki_ds):
+    """recite-marked: the place is written once, where the biography has it, between two ⁇; a recitation that
+    recite could not fit (it writes the place twice) fits here."""
+    ds = MarkedRecitationDataset(wiki_ds, "Where was Ab Cd born?\tParis\nWhere was Ij Kl born?\tOslo\n")
+    x, y = ds.example(0)
+    full = "Ab Cd. Ab Cd was born in " + MASK + "Paris" + MASK
+    assert decode(ds, x) == full[:-1] and decode(ds, y[y != 0]) == full[len("Ab Cd."):]
+    long = "Ij Kl. Ij Kl is a very long biography that goes on and on before it names the town, "
+    block = len(long) + len("Oslo") + 2  # one place fits, two do not
+    lines, corpus = "Where was Ij Kl born?\tOslo\n", CharCorruptionDataset(WIKI, block)
+    assert decode(ds, MarkedRecitationDataset(corpus, lines).example(0)[0]) == long + MASK + "Oslo"
+    assert decode(ds, RecitationDataset(corpus, lines).example(0)[0]) == "Ij Kl." + MASK + "Oslo"
 
 
 def test_recitation_falls_back_to_the_bare_answer(wiki_ds):
@@ -81,6 +95,37 @@ def test_recitation_property(name, place, before, after, block):
         assert len(name) + 1 + len(recited) == first + len(place)
     else:  # the place occurs only inside the name, or it would not have fitted
         assert first < 0 or first + 2 * len(place) + 2 > block
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=WORD, place=WORD, before=st.lists(WORD, max_size=12), after=st.lists(WORD, max_size=4),
+       block=st.integers(16, 64))
+def test_marked_recitation_property(name, place, before, after, block):
+    """Every recite-marked example is `NAME.` + the biography up to the first mention of the place outside the
+    name + ⁇place⁇ within the block, or `NAME.⁇place⁇` when there is no such mention or it would not fit."""
+    doc = f"{name}. " + " ".join(before + [place] + after) + " ."
+    ds = MarkedRecitationDataset(CharCorruptionDataset(doc + "\n?", block), f"Where was {name} born?\t{place}\n")
+    x, y = ds.example(0)
+    text = decode(ds, x) + decode(ds, y[-1:])
+    assert len(text) <= block and text.startswith(name + ".") and text.endswith(MASK + place + MASK)
+    recited = text[len(name) + 1 : -len(place) - 2]
+    first = doc.replace(name, "\0" * len(name)).find(place)
+    if recited:
+        assert doc.startswith(name + "." + recited) and len(name) + 1 + len(recited) == first
+    else:
+        assert first < 0 or first + len(place) + 2 > block
+
+
+def test_marked_answers_are_scored_by_the_place_alone(recite_model, vocab, corpus):
+    """recite-marked decodes as recite does (recitation to the first ⁇, then the place up to the next), and an
+    answer's probability is that of the place and its closing ⁇ after the recitation, nothing more."""
+    names = [line.split("\t")[0] for line in corpus.dev.splitlines()[:8]]
+    prompts = [vocab.encode(recitation_prompt(q, "q")) for q in names]
+    decoded = RECITE_MARKED.decode(recite_model, vocab, prompts, with_scores=True)
+    recitations, answers = recite_then_answer(recite_model, vocab, prompts)
+    assert decoded.recitations == recitations and [s.answer for s in decoded.answers] == answers
+    direct = answer_questions(recite_model, vocab, decoded.read, with_scores=True)
+    assert [s.logprob for s in decoded.answers] == [d.logprob for d in direct]
 
 
 def test_recitation_needs_the_question_template(wiki_ds):
@@ -190,3 +235,17 @@ def test_direct_checkpoints_answer_directly(corpus_files, tmp_path):
         finetune("vanilla", corpus_files["wiki"], corpus_files["train"], tmp_path / "x.params", OPTIONS,
                  answer_format="spoken")
     assert not (tmp_path / "x.params").exists()
+
+
+def test_marked_checkpoint_is_followed_by_the_analysis(corpus_files, tmp_path):
+    """A model finetuned --answer_format recite-marked records its format; the analysis answers in it, names it
+    in its summary and says what its confidence is the probability of."""
+    from factlab.analysis import format_summary, run_analysis
+
+    params = tmp_path / "marked.params"
+    finetune("vanilla", corpus_files["wiki"], corpus_files["train"], params, OPTIONS, device="cpu",
+             training=Training(max_epochs=1, batch_size=16), answer_format="recite-marked")
+    assert checkpoint_format_name(params) == "recite-marked"
+    result = run_analysis("vanilla", corpus_files["wiki"], params, corpus_files["dev"], ModelOptions(), device="cpu")
+    assert result["summary"]["answer_format"] == "recite-marked" and "recitation" in result["records"][0]
+    assert f"probability of {RECITE_MARKED.confidence}" in format_summary(result)

@@ -111,7 +111,7 @@ import numpy as np
 from . import FactlabError, checkpoint, experiment
 from .data import CorpusIndex, Question, chance_draw_holds, question_name
 from .decode import Scored, answer_questions
-from .formats import DIRECT, RECITE, checkpoint_format
+from .formats import DIRECT, FORMATS, RECITE, checkpoint_format
 from .io import read_json, read_text, write_text_atomic
 from .statistics import (CALIBRATION_BINS, Platt, expected_calibration_error, match_test, mean_or_none, proportion,
                          reliability, risk_coverage)
@@ -365,7 +365,9 @@ def format_summary(result: dict) -> str:
     s, rc = result["summary"], result["risk_coverage"]
     lines = [f"Correct: {s['correct']} out of {s['n']}: {100.0 * s['correct'] / s['n']}%"]
     c = s["confidence"]
-    what = (RECITE if "gold_in_recitation" in s["by"] else DIRECT).confidence  # only recite records recitations
+    # analyses written before the summary named its format: only recite recorded recitations then
+    fmt = FORMATS.get(s.get("answer_format")) or (RECITE if "gold_in_recitation" in s["by"] else DIRECT)
+    what = fmt.confidence
     lines.append(f"confidence (probability of {what}): mean {_fmt(c['mean_correct'])} when "
                  f"correct, {_fmt(c['mean_wrong'])} when wrong; median {_fmt(c['median'])}")
     lines.append(f"accuracy at 50% coverage: {_pct(rc['accuracy_at_50'])} (full coverage {_pct(rc['accuracy_full'])}"
@@ -430,8 +432,9 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     questions = experiment.read_questions(eval_corpus_path, drop_non_ascii, require_answers=True)
     train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
              if train_corpus_path is not None else None)
+    answer_format = checkpoint_format(reading_params_path)
     scored, recitations = experiment.answer(model, corpus.vocab, questions, device, with_scores=True,
-                                            answer_format=checkpoint_format(reading_params_path))
+                                            answer_format=answer_format)
     index = CorpusIndex(read_text(corpus_path))
     recalled = exposures = None
     if recall_params_path is not None:
@@ -442,6 +445,7 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
         if header and header[2].get("stage") == "pretrain":  # else no pretraining epochs to count
             exposures = pretraining_exposures(index, questions, header[2], pretrained.config.block_size)
     result = analyze_answers(questions, scored, index, train, recalled, recitations, calibration, exposures)
+    result["summary"]["answer_format"] = answer_format.name
     meta = {"variant": variant, "checkpoint": str(reading_params_path), "corpus_path": str(corpus_path),
             "eval_corpus_path": str(eval_corpus_path),
             "train_corpus_path": None if train_corpus_path is None else str(train_corpus_path),

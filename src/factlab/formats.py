@@ -4,6 +4,11 @@
   data.NameDataset.
 - **recite**: the model reads `NAME.`, the opening of NAME's biography exactly where pretraining saw it, writes
   the biography it memorised up to the birthplace, then `⁇place⁇`; it is finetuned on `RecitationDataset`.
+- **recite-marked**: the same recitation, but the place is written once, inside it and between two ⁇
+  (`… born in ⁇place⁇`), so nothing has to be copied after the recitation (`MarkedRecitationDataset`). A model
+  pretrained by language modelling never saw ⁇ and never learned span corruption's copying; this format asks
+  it only to mark the place it recites. Its recitation (what the analysis searches for the gold place) is the
+  text before the first ⁇, so it holds the place only when the biography names it earlier.
 
 A format (`AnswerFormat`) says which finetuning examples teach it (`training_examples`), what the model reads
 for a question (`prompt`), how its answers are decoded, with or without their confidence, together with the
@@ -35,7 +40,7 @@ class Decoded:
 
 
 class AnswerFormat:
-    """What a format decides; `DIRECT` and `RECITE` are the two there are."""
+    """What a format decides; `DIRECT`, `RECITE` and `RECITE_MARKED` are the three there are."""
     name: str
     examples: type[NameDataset]  # the class of its finetuning examples
     prompt_words: str  # its prompt, in words, for errors
@@ -85,6 +90,7 @@ class Recite(AnswerFormat):
     prompt_words = "the prompt NAME."
     read_words = "biography the model recited after NAME."
     confidence = "the place written in the recitation and as the answer"
+    place_in_recitation = True  # the recitation ends with the place, and the answer after it repeats it
 
     @property
     def examples(self) -> type[NameDataset]:
@@ -94,8 +100,20 @@ class Recite(AnswerFormat):
         return vocab.encode(recitation_prompt(question, where), where)
 
     def decode(self, model: GPT, vocab: Vocab, prompts: list[list[int]], with_scores: bool = False) -> Decoded:
-        recitations, answers = recite_then_answer(model, vocab, prompts, with_scores=with_scores)
+        recitations, answers = recite_then_answer(model, vocab, prompts, with_scores=with_scores,
+                                                  place_in_recitation=self.place_in_recitation)
         return Decoded(answers, recitations, [answer_prompt(vocab, p, r) for p, r in zip(prompts, recitations)])
+
+
+class ReciteMarked(Recite):
+    name = "recite-marked"
+    read_words = "biography the model recited after NAME., up to the place"
+    confidence = "the place written between the recitation's two ⁇"
+    place_in_recitation = False
+
+    @property
+    def examples(self) -> type[NameDataset]:
+        return MarkedRecitationDataset
 
 
 # ---------------------------------------------------------------- reciting
@@ -119,6 +137,8 @@ class RecitationDataset(NameDataset):
     recites what it memorised and then names the place from its own recitation. People whose biography does not
     mention the place early enough to fit in the block learn `NAME.⁇place⁇` (no recitation)."""
 
+    place_in_recitation = True  # the place ends the recitation and is written again after it
+
     def __init__(self, pretraining_dataset: CharCorruptionDataset, data: str, source: str = "questions",
                  drop_non_ascii: bool = False):
         self.index = CorpusIndex("\n".join(pretraining_dataset.data))
@@ -127,13 +147,20 @@ class RecitationDataset(NameDataset):
     def texts(self, q: Question) -> tuple[str, str]:
         prompt = recitation_prompt(q.question, q.where)
         # the whole example, `NAME.` + recitation + `⁇place⁇`, must fit in the block
-        found = self.index.place_in_document(prompt[:-1], q.answer, self.block_size - len(q.answer) - 2)
-        recited = found[0][len(prompt) : found[1] + len(q.answer)] if found else ""
+        again = len(q.answer) if self.place_in_recitation else 0
+        found = self.index.place_in_document(prompt[:-1], q.answer, self.block_size - again - 2)
+        recited = found[0][len(prompt) : found[1] + again] if found else ""
         return prompt, recited + MASK_CHAR + q.answer + MASK_CHAR
 
 
-def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_scores: bool = False
-                       ) -> tuple[list[str], list[str] | list[Scored]]:
+class MarkedRecitationDataset(RecitationDataset):
+    """The recite-marked format's examples: x = `NAME.` + the biography up to the place + `⁇place⁇`, the place
+    written once, where the biography has it."""
+    place_in_recitation = False
+
+
+def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_scores: bool = False,
+                       place_in_recitation: bool = True) -> tuple[list[str], list[str] | list[Scored]]:
     """Two greedy passes: the recitation (up to the first ⁇), then the answer after `prompt recitation ⁇`.
     Returns the recitations and the answers. A recitation that fills the block (it never closed) is cut to leave
     MIN_ANSWER_ROOM positions.
@@ -142,7 +169,9 @@ def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_
     last len(answer) characters (where a recitation names the place, as the model was finetuned to) times the
     answer and its ⁇ after the recitation. The second factor alone says little, since copying a place just
     written is easy whether or not the model knew it; the first says how sure the model was when it recalled it.
-    The first-character probability stays the answer's."""
+    The first-character probability stays the answer's. Without `place_in_recitation` (the recite-marked
+    format, whose recitation stops where the place begins) the probability is the answer's alone: there it is
+    the recall itself."""
     block = model.config.block_size
     recitations = answer_questions(model, vocab, prompts, max_chars=block)
     for i, (p, r) in enumerate(zip(prompts, recitations)):
@@ -150,7 +179,7 @@ def recite_then_answer(model: GPT, vocab: Vocab, prompts: list[list[int]], with_
             recitations[i] = r[: block - MIN_ANSWER_ROOM - len(p)]
     second = [answer_prompt(vocab, p, r) for p, r in zip(prompts, recitations)]
     answers = answer_questions(model, vocab, second, with_scores=with_scores)
-    if not with_scores:
+    if not with_scores or not place_in_recitation:
         return recitations, answers
     recited = token_logprobs(model, [s[:-1] for s in second], [len(p) for p in prompts])
     scored = []
@@ -165,8 +194,8 @@ def answer_prompt(vocab: Vocab, prompt: list[int], recitation: str) -> list[int]
     return prompt + vocab.encode(recitation) + [MASK_ID]
 
 
-DIRECT, RECITE = Direct(), Recite()
-FORMATS: dict[str, AnswerFormat] = {f.name: f for f in (DIRECT, RECITE)}
+DIRECT, RECITE, RECITE_MARKED = Direct(), Recite(), ReciteMarked()
+FORMATS: dict[str, AnswerFormat] = {f.name: f for f in (DIRECT, RECITE, RECITE_MARKED)}
 
 
 def answer_format(name: str) -> AnswerFormat:
