@@ -90,8 +90,6 @@ class Recite(AnswerFormat):
     prompt_words = "the prompt NAME."
     read_words = "biography the model recited after NAME."
     confidence = "the place written in the recitation and as the answer"
-    place_in_recitation = True  # the recitation ends with the place, and the answer after it repeats it
-
     @property
     def examples(self) -> type[NameDataset]:
         return RecitationDataset  # defined below, with the rest of what reciting takes
@@ -101,7 +99,7 @@ class Recite(AnswerFormat):
 
     def decode(self, model: GPT, vocab: Vocab, prompts: list[list[int]], with_scores: bool = False) -> Decoded:
         recitations, answers = recite_then_answer(model, vocab, prompts, with_scores=with_scores,
-                                                  place_in_recitation=self.place_in_recitation)
+                                                  place_in_recitation=self.examples.place_in_recitation)
         return Decoded(answers, recitations, [answer_prompt(vocab, p, r) for p, r in zip(prompts, recitations)])
 
 
@@ -109,7 +107,6 @@ class ReciteMarked(Recite):
     name = "recite-marked"
     read_words = "biography the model recited after NAME., up to the place"
     confidence = "the place written between the recitation's two ⁇"
-    place_in_recitation = False
 
     @property
     def examples(self) -> type[NameDataset]:
