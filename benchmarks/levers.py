@@ -17,24 +17,26 @@ Run the levers one at a time on an otherwise quiet machine: the CPU recipes stop
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
 from factlab import FactlabError, experiment
 from factlab.analysis import median_exposures, pretraining_exposures
 from factlab.data import VALIDATION_QUESTIONS, VALIDATION_SEED, CorpusIndex, Question, validation_split
-from factlab.checkpoint import read_config
-from factlab.io import atomic_path, read_json, read_text, write_text_atomic
+from factlab.io import read_json, read_text, write_text_atomic
 from factlab.recipes import COURSE, overridden, recipe
-from factlab.reproduce import DataFiles, reproduce
+from factlab.reproduce import DataFiles, pretrained_origin, reproduce
 from factlab.state import state_path
 from factlab.statistics import wilson_interval
 
 # name: (recipe, overrides, variant); each changes one thing of its recipe
 LEVERS = {
     "recite": ("cpu-recite", [], "vanilla"),
+    # the finetuning of recite's pretrained model (shared: minutes each)
+    "recite-ft-lr-3e-4": ("cpu-recite", ["finetune.learning_rate=3e-4"], "vanilla"),
+    "recite-ft-lr-3e-5": ("cpu-recite", ["finetune.learning_rate=3e-5"], "vanilla"),
+    "recite-ft-epochs-20": ("cpu-recite", ["finetune.max_epochs=20"], "vanilla"),
+    "marked": ("cpu-recite", ["answer_format=recite-marked"], "vanilla"),
     "recite-lm": ("cpu-recite", ["pretrain.objective=lm"], "vanilla"),
     "recite-mix": ("cpu-recite", ["pretrain.objective=mix"], "vanilla"),
     # lm pretraining never shows ⁇, so the recitation finetuning at 1e-4 rarely learns to close one
@@ -53,6 +55,9 @@ LEVERS = {
     "recite-depth-6": ("cpu-recite", ["model.n_layer=6"], "vanilla"),
     "recite-dropout-0.1": ("cpu-recite", ["model.dropout=0.1"], "vanilla"),  # the course's; Part 3.3 trains without
     "direct": ("cpu-fast", [], "vanilla"),
+    "direct-ft-lr-1e-3": ("cpu-fast", ["finetune.learning_rate=1e-3"], "vanilla"),
+    "direct-ft-lr-1e-4": ("cpu-fast", ["finetune.learning_rate=1e-4"], "vanilla"),
+    "direct-ft-epochs-20": ("cpu-fast", ["finetune.max_epochs=20"], "vanilla"),
     "direct-questions-0.3": ("cpu-fast", ["pretrain.question_share=0.3"], "vanilla"),
     "direct-questions-0.6": ("cpu-fast", ["pretrain.question_share=0.6"], "vanilla"),
     "direct-lm": ("cpu-fast", ["pretrain.objective=lm"], "vanilla"),
@@ -68,13 +73,9 @@ LEVERS = {
 
 def run_lever(name: str, data: Path, out: Path, device: str) -> None:
     base, overrides, variant = LEVERS[name]
-    shared = reuse_pretraining(name, out)
     reproduce(DataFiles.in_dir(data), out / name, overridden(recipe(base), overrides), variants=(variant,),
-              device=device, resume=True, validation=VALIDATION_QUESTIONS, analyze=True, scratch=False)
-    if shared:  # said in results.json, so the table and a reader of the exported folder know
-        results = read_json(out / name / "results.json")
-        write_text_atomic(out / name / "results.json",
-                          json.dumps({**results, "pretraining_from": shared}, indent=1) + "\n")
+              device=device, resume=True, validation=VALIDATION_QUESTIONS, analyze=True, scratch=False,
+              pretrained_from=shared_source(name, out))
 
 
 def pretraining_of(name: str) -> tuple:
@@ -83,28 +84,21 @@ def pretraining_of(name: str) -> tuple:
     return overridden(recipe(base), overrides).resolved("pretrain"), variant
 
 
-def reuse_pretraining(name: str, out: Path) -> str | None:
-    """A lever whose pretraining is another's (it changes only the finetuning or the answer format) starts from
-    that lever's finished pretrained model, copied with its training curve, so an hour of pretraining is not spent
-    twice; its row's pretraining time and epochs are then those of that run. Returns the lever it came from (also
-    when copied before), None when the lever pretrains itself."""
+def shared_source(name: str, out: Path) -> Path | None:
+    """The folder of a finished lever that pretrains as this one does (this one changes only the finetuning or
+    the answer format): its pretrained model is this lever's start (reproduce's pretrained_from), so an hour of
+    pretraining is not spent twice, and the row's pretraining time and epochs are that run's. None when no such
+    lever has finished, or this lever has its pretrained model (or a part of it) already."""
     variant = LEVERS[name][2]
     target = out / name / f"{variant}.pretrain.params"
-    origin = Path(f"{target}.from")
-    if target.exists():
-        return origin.read_text().strip() if origin.is_file() else None
+    if target.exists() or state_path(target).exists():
+        return None
     for other in LEVERS:
         source = out / other / target.name
-        if (other == name or pretraining_of(other) != pretraining_of(name) or not source.is_file()
-                or state_path(source).exists() or "result" not in read_config(source)[2]):
-            continue
-        write_text_atomic(origin, other + "\n")
-        for suffix in (".metrics.jsonl", ""):  # the checkpoint last: once it is there, the stage is done
-            if Path(f"{source}{suffix}").is_file():
-                with atomic_path(f"{target}{suffix}") as tmp:
-                    shutil.copyfile(f"{source}{suffix}", tmp)
-        print(f"{name}: starts from the pretrained model of {other} ({source})")
-        return other
+        if (other != name and pretraining_of(other) == pretraining_of(name) and source.is_file()
+                and (out / other / "results.json").is_file() and not state_path(source).exists()
+                and pretrained_origin(source) is None):  # the run that pretrained, not a copy of it
+            return out / other
     return None
 
 

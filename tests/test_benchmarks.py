@@ -233,7 +233,10 @@ def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp
     # a lever that changes only the finetuning starts from the other's pretrained model, not from a new pretraining
     pretrained = [(tmp_path / lever / "vanilla.pretrain.params").read_bytes() for lever in ("lm", "lm-ft")]
     assert pretrained[0] == pretrained[1]
-    assert levers.reuse_pretraining("base", tmp_path) is None  # no other lever pretrains as it does
-    assert levers.reuse_pretraining("lm-ft", tmp_path) == "lm"  # run again: still says where it came from
+    assert json.loads((tmp_path / "lm-ft" / "results.json").read_text())["pretraining_from"] == "lm"
+    assert "pretraining_from" not in json.loads((tmp_path / "base" / "results.json").read_text())
+    assert levers.shared_source("lm-ft", tmp_path) is None  # it has its pretrained model now
+    levers.run_lever("lm-ft", corpus_files["wiki"].parent, tmp_path, "cpu")  # run again: still says where it came from
+    assert json.loads((tmp_path / "lm-ft" / "results.json").read_text())["pretraining_from"] == "lm"
     finetuned = [(tmp_path / lever / "vanilla.finetune.params").read_bytes() for lever in ("lm", "lm-ft")]
     assert finetuned[0] != finetuned[1]

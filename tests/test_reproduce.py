@@ -186,3 +186,36 @@ def test_reproduce_analyzes_and_calibrates_a_final_run(tmp_path, corpus_files):
     assert "calibration" in final["stage_seconds"] and "analysis" in final["stage_seconds"]
     with pytest.raises(FactlabError, match="--calibrate is for a final run"):
         reproduce(DataFiles.in_dir(corpus_files["wiki"].parent), out, TINY, calibrate=15, validation=20)
+
+
+def test_a_final_run_starts_from_a_validation_runs_pretraining(tmp_path, corpus_files, capsys):
+    """--pretrained_from: a run that pretrains as another did (model, pretraining settings, seed) copies that
+    run's finished pretrained model instead of training one, says so in results.json and counts its time; any
+    other pretraining, another seed, or a folder with its own pretrained model is refused in one line."""
+    data, first, final = corpus_files["wiki"].parent, tmp_path / "select", tmp_path / "final"
+    chosen = reproduce(DataFiles.in_dir(data), first, TINY, variants=("vanilla",), device="cpu", log=lambda _: None,
+                       validation=20, scratch=False)[-1]
+    other_finetuning = Recipe("tiny-ft", "the same pretraining", TINY.model, TINY.pretrain,
+                              Training(max_epochs=1, batch_size=16, learning_rate=3e-4), TINY.scratch)
+    row = reproduce(DataFiles.in_dir(data), final, other_finetuning, variants=("vanilla",), device="cpu",
+                    log=lambda _: None, scratch=False, pretrained_from=first)[-1]
+    assert (final / "vanilla.pretrain.params").read_bytes() == (first / "vanilla.pretrain.params").read_bytes()
+    assert (final / "vanilla.pretrain.params.metrics.jsonl").is_file()
+    assert json.loads((final / "results.json").read_text())["pretraining_from"] == "select"
+    assert row["stage_seconds"]["pretrain"] == chosen["stage_seconds"]["pretrain"]
+    assert row["predictions"].endswith(".dev.predictions")
+    again = reproduce(DataFiles.in_dir(data), final, other_finetuning, variants=("vanilla",), device="cpu",
+                      log=lambda _: None, scratch=False, resume=True, pretrained_from=first)[-1]
+    assert again["correct"] == row["correct"]  # resumed: nothing trained again
+    other_rate = Recipe("tiny-lr", "", TINY.model, Training(max_epochs=1, batch_size=32, learning_rate=1e-3),
+                        TINY.finetune, TINY.scratch)
+    for recipe_, seed, folder, message in [
+            (other_rate, 0, tmp_path / "a", "pretrain.learning_rate 0.003 there, 0.001 here"),
+            (TINY, 1, tmp_path / "b", r"seed 0 there, 1 here"),
+            (TINY, 0, first, "is this run's own pretraining")]:
+        with pytest.raises(FactlabError, match=message):
+            reproduce(DataFiles.in_dir(data), folder, recipe_, variants=("vanilla",), device="cpu", seed=seed,
+                      log=lambda _: None, scratch=False, pretrained_from=final if folder == first else first)
+    assert main(["reproduce", "--data_dir", str(data), "--out_dir", str(tmp_path / "c"), "--variants", "vanilla",
+                 "--pretrained_from", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
+    assert "no results.json there" in capsys.readouterr().err

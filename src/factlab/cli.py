@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
                    f"training questions (N = {VALIDATION_QUESTIONS}: the validation split), analyse its answers to "
                    "them, and calibrate the final model's confidence on them (implies --analyze)")
     p.add_argument("--no_scratch", action="store_true", help="leave out the finetuning without pretraining")
+    p.add_argument("--pretrained_from", metavar="RUN_DIR", help="start from the finished pretrained model of "
+                   "another reproduce folder that pretrained as this recipe does (the same model, pretraining "
+                   "settings and seed; e.g. cpu-direct from a cpu-best run), copied here and named in "
+                   "results.json; its pretraining time counts as this run's")
     p.add_argument("--override", action="append", default=[], metavar="STAGE.NAME=VALUE",
                    help="change one setting of the recipe, e.g. pretrain.objective=lm, finetune.learning_rate=3e-4, "
                    "model.n_embd=256 or answer_format=recite (repeatable; recorded in results.json)")
@@ -306,7 +310,8 @@ def run(args) -> int | None:
                   variants=args.variants, seed=args.seed,
                   device=args.device, resume=args.resume, precision=args.precision, micro_batch=args.micro_batch,
                   validation=args.validation,
-                  analyze=args.analyze, calibrate=args.calibrate, scratch=not args.no_scratch)
+                  analyze=args.analyze, calibrate=args.calibrate, scratch=not args.no_scratch,
+                  pretrained_from=args.pretrained_from)
         return
     elif args.verb == "split":
         train, held_out = experiment.split(args.finetune_corpus_path, args.out_dir, args.validation, args.seed)

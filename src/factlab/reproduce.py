@@ -11,13 +11,14 @@ stage's.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
 from . import FactlabError, checkpoint, experiment, state
-from .io import write_text_atomic
+from .io import atomic_path, read_json, write_text_atomic
 from .model import VARIANTS
 from .data import VALIDATION_SEED
 from .recipes import COURSE, STAGES, Recipe, Training, recipe
@@ -46,7 +47,8 @@ class DataFiles:
 def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast", variants=("vanilla",),
               seed: int = 0, device: str = "auto", log=print, resume: bool = False,
               precision: str | None = None, validation: int | None = None, analyze: bool = False,
-              calibrate: int | None = None, scratch: bool = True, micro_batch: int | None = None) -> list[dict]:
+              calibrate: int | None = None, scratch: bool = True, micro_batch: int | None = None,
+              pretrained_from=None) -> list[dict]:
     """With `resume`, a stage whose checkpoint is there without a training state is finished and is not trained
     again (its times and steps come from the checkpoint), and a stage with a training state continues from it:
     a reproduction of hours, stopped or killed, goes on where it was. `precision` and `micro_batch` (how a
@@ -61,7 +63,12 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
     `calibrate` N (a final run's) also finetunes the pretrained model on the training questions less N held out
     (the validation split for N = 400), analyses its answers to the N and calibrates the final model's
     confidences on them.
-    Without `scratch` the finetuning without pretraining is left out."""
+    Without `scratch` the finetuning without pretraining is left out.
+
+    With `pretrained_from` (another reproduction's folder), each variant starts from that run's finished pretrained
+    model instead of pretraining again, when both pretrain alike (shared_pretraining): a recipe that changes only
+    the finetuning or the answer format costs minutes, not an hour. The copy's times are that run's, and
+    results.json names the folder it came from."""
     chosen = recipe_name if isinstance(recipe_name, Recipe) else recipe(recipe_name)
     if calibrate is not None and validation is not None:
         raise FactlabError("--calibrate is for a final run: a run with --validation has no held-out questions left "
@@ -80,8 +87,12 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
     resolve_device(device)  # fail now, not after the first hours of training
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for variant in variants if pretrained_from is not None else ():  # before any training: it may be refused
+        shared_pretraining(Path(pretrained_from), out / f"{variant}.pretrain.params",
+                           pretraining_identity(chosen, seed, split), log)
     started = time.perf_counter()
     rows: list[dict] = []
+    shared_from = None
 
     def evaluate(name, variant, params, stage_seconds, t0, analysed=None):
         """Answer the scored questions and the test inputs; analysed = (pretrained checkpoint, calibration file)
@@ -98,7 +109,8 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
             rows[-1]["analysis"] = analysis_of(variant, out / params, files.dev,
                                                out / f"{name}.{scored_on}.analysis.json", *analysed)
             stage_seconds["analysis"] = round(time.perf_counter() - t1, 1)
-        write_results(out, rows, files, chosen, seed, scored_on, split)  # after each run: hours of work stay on record
+        write_results(out, rows, files, chosen, seed, scored_on, split,  # after each run: hours of work stay on record
+                      shared_from)
 
     def analysis_of(variant, params, questions, output, pretrained, calibrate_on=None) -> dict:
         from .analysis import run_analysis, summary_numbers
@@ -107,11 +119,12 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                               device=device, recall_params_path=pretrained, calibrate_on=calibrate_on)
         return {"file": output.name, **summary_numbers(result)}
 
-    def trained(run, params: Path, stage: str, **options):
-        """Train one stage (run: experiment.pretrain or finetune), or take a finished one as it is."""
+    def trained(run, params: Path, stage: str, finished=False, **options):
+        """Train one stage (run: experiment.pretrain or finetune), or take a finished one as it is (with
+        `resume`, or when `finished`: copied from another run)."""
         model, training = chosen.resolved(stage)
         state_file = state.state_path(params)
-        if resume and params.is_file() and not state_file.exists():
+        if (resume or finished) and params.is_file() and not state_file.exists():
             info = checkpoint.read_config(params)[2]
             if "result" in info:
                 log(f"{params}: finished earlier ({info['result']['steps']} steps); not trained again")
@@ -131,8 +144,9 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                       "finetune_tokens_per_s": throughput(result)}, t0)
         t0 = time.perf_counter()
         pretrained = out / f"{variant}.pretrain.params"
+        shared_from = pretrained_origin(pretrained)
         pre = trained(partial(experiment.pretrain, variant, files.wiki), pretrained, "pretrain", seed=seed,
-                      device=device, questions_path=files.train)
+                      device=device, questions_path=files.train, finished=shared_from is not None)
         seconds = {"pretrain": pre.seconds, "pretrain_steps": pre.steps, "pretrain_epochs": pre.epochs_done,
                    "pretrain_tokens_per_s": throughput(pre)}
         calibration = None
@@ -155,6 +169,62 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                  (pretrained, calibration) if analyze or calibrate is not None else None)
     log(f"\n{results_markdown(rows, scored_on)}\n\ntotal {time.perf_counter() - started:.0f} s; outputs in {out}/")
     return rows
+
+
+def pretraining_identity(chosen: Recipe, seed: int, split: dict | None) -> dict:
+    """What decides a reproduction's pretrained model, in results.json's terms: the model, the pretraining as
+    trained, the seed, and, when questions are mixed in, which training questions (the validation split's
+    remainder or all of them)."""
+    stage = asdict(COURSE["pretrain"].overridden_by(chosen.stage("pretrain")))
+    return {"model": asdict(chosen.model), "pretrain": stage, "seed": seed,
+            **({"validation_split": split} if stage["question_share"] else {})}
+
+
+def flat_settings(identity: dict) -> dict:
+    """{"pretrain": {"learning_rate": 4e-3}, "seed": 0} as {"pretrain.learning_rate": 4e-3, "seed": 0}: a
+    difference is named by its setting."""
+    flat = {}
+    for key, value in identity.items():
+        flat.update({f"{key}.{name}": v for name, v in value.items()} if isinstance(value, dict) else {key: value})
+    return flat
+
+
+def shared_pretraining(source: Path, target: Path, wanted: dict, log) -> None:
+    """Copy the finished pretrained model `target.name` of the reproduction in `source` (with its training curve)
+    to `target`, when that run's pretraining is `wanted` (pretraining_identity); one line naming the first
+    difference otherwise. TARGET.from names the source folder (what results.json records); a target copied before
+    from the same folder (a resumed run) is kept."""
+    results_file, params, origin = source / "results.json", source / target.name, Path(f"{target}.from")
+    if not results_file.is_file():
+        raise FactlabError(f"--pretrained_from {source}: no results.json there (a finished `factlab reproduce` "
+                           "folder)")
+    results = read_json(results_file)
+    theirs = {"model": results["recipe"]["model"], "pretrain": results["stages"]["pretrain"],
+              "seed": results["seed"], "validation_split": results.get("validation_split")}
+    mine, theirs = flat_settings(wanted), flat_settings({k: theirs[k] for k in wanted})
+    for setting in sorted(set(mine) | set(theirs)):
+        if mine.get(setting) != theirs.get(setting):
+            raise FactlabError(f"--pretrained_from {source}: its pretraining differs from this run's ({setting} "
+                               f"{theirs.get(setting)!r} there, {mine.get(setting)!r} here)")
+    if not params.is_file() or state.state_path(params).exists() or "result" not in checkpoint.read_config(params)[2]:
+        raise FactlabError(f"--pretrained_from {source}: no finished {params.name} there")
+    if target.is_file() or state.state_path(target).exists():
+        if not origin.is_file() or origin.read_text().strip() != source.resolve().name:
+            raise FactlabError(f"--pretrained_from {source}: {target} is this run's own pretraining (remove it to "
+                               "start from the other run's)")
+        return
+    write_text_atomic(origin, source.resolve().name + "\n")
+    for suffix in (".metrics.jsonl", ""):  # the checkpoint last: once it is there, the stage is done
+        if Path(f"{params}{suffix}").is_file():
+            with atomic_path(f"{target}{suffix}") as tmp:
+                shutil.copyfile(f"{params}{suffix}", tmp)
+    log(f"{target.name}: the pretrained model of {source}")
+
+
+def pretrained_origin(params: Path) -> str | None:
+    """The run folder a pretrained model was copied from (shared_pretraining), None for one trained here."""
+    origin = Path(f"{params}.from")
+    return origin.read_text().strip() if origin.is_file() else None
 
 
 def throughput(result: TrainResult) -> float:
@@ -218,7 +288,7 @@ def results_markdown(rows: list[dict], scored_on: str = "dev") -> str:
 
 
 def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe, seed: int,
-                  scored_on: str = "dev", split: dict | None = None) -> None:
+                  scored_on: str = "dev", split: dict | None = None, pretraining_from: str | None = None) -> None:
     def where(path: Path) -> str:
         """Relative to the run directory when inside it (the demo's corpus), else the name within the data
         folder: never an absolute path, so results committed from one machine read on another."""
@@ -230,7 +300,8 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
     meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "scored_on": scored_on,
             "validation_split": split, "corpus_path": where(files.wiki), "eval_corpus_path": where(files.dev),
             "hardware": hardware(), "memory": peak_memory(),
-            "data_files": {k: (None if v is None else Path(v).name) for k, v in asdict(files).items()}}
+            "data_files": {k: (None if v is None else Path(v).name) for k, v in asdict(files).items()},
+            **({"pretraining_from": pretraining_from} if pretraining_from else {})}
     write_text_atomic(out / "results.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")
     write_text_atomic(out / "results.md", results_markdown(rows, scored_on) + "\n")
 
