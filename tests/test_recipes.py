@@ -42,7 +42,7 @@ def test_course_recipe_is_the_default():
     (lambda: Training(precision="fp16"), "precision='fp16': unknown"),
     (lambda: ModelOptions(n_layer=0), "n_layer=0: must be positive"),
     (lambda: Recipe("r", "d", answer_format="essay"), "answer_format 'essay': unknown"),
-    (lambda: recipe("cpu-faster"), "--recipe cpu-faster: unknown recipe (known: course, cpu-fast, cpu-recite)"),
+    (lambda: recipe("cpu-faster"), "--recipe cpu-faster: unknown recipe (known: course, cpu-fast, cpu-recite, cpu-best, cpu-direct)"),
 ])
 def test_malformed_settings_fail_when_made(bad, message):
     with pytest.raises(FactlabError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -76,6 +76,16 @@ def test_cpu_recipes_name_factlabs_trainer_options():
             t = RECIPES[name].stage(stage)
             assert (t.lr_schedule, t.weight_decay_groups, t.batching) == ("floor", "matmul", "length")
     assert RECIPES["cpu-recite"].answer_format == "recite" and RECIPES["cpu-fast"].answer_format == "direct"
+
+
+def test_the_selected_recipes_pretrain_alike():
+    """cpu-direct starts from a cpu-best run's pretraining (reproduce --pretrained_from): the two differ only
+    after it."""
+    from factlab.reproduce import pretraining_identity
+
+    best, direct = RECIPES["cpu-best"], RECIPES["cpu-direct"]
+    assert pretraining_identity(best, 0, None) == pretraining_identity(direct, 0, None)
+    assert (best.answer_format, direct.answer_format) == ("recite", "direct")
 
 
 def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, corpus_files, capsys):
