@@ -199,9 +199,9 @@ def shared_pretraining(source: Path, target: Path, wanted: dict, log) -> None:
         raise FactlabError(f"--pretrained_from {source}: no results.json there (a finished `factlab reproduce` "
                            "folder)")
     results = read_json(results_file)
-    theirs = {"model": results["recipe"]["model"], "pretrain": results["stages"]["pretrain"],
-              "seed": results["seed"], "validation_split": results.get("validation_split")}
-    mine, theirs = flat_settings(wanted), flat_settings({k: theirs[k] for k in wanted})
+    recorded = {"model": results["recipe"]["model"], "pretrain": results["stages"]["pretrain"],
+                "seed": results["seed"], "validation_split": results.get("validation_split")}
+    mine, theirs = flat_settings(wanted), flat_settings({key: recorded[key] for key in wanted})
     for setting in sorted(set(mine) | set(theirs)):
         if mine.get(setting) != theirs.get(setting):
             raise FactlabError(f"--pretrained_from {source}: its pretraining differs from this run's ({setting} "
@@ -209,9 +209,11 @@ def shared_pretraining(source: Path, target: Path, wanted: dict, log) -> None:
     if not params.is_file() or state.state_path(params).exists() or "result" not in checkpoint.read_config(params)[2]:
         raise FactlabError(f"--pretrained_from {source}: no finished {params.name} there")
     if target.is_file() or state.state_path(target).exists():
-        if not origin.is_file() or origin.read_text().strip() != source.resolve().name:
-            raise FactlabError(f"--pretrained_from {source}: {target} is this run's own pretraining (remove it to "
-                               "start from the other run's)")
+        copied_from = pretrained_origin(target)
+        if copied_from != source.resolve().name:
+            whose = "this run's own pretraining" if copied_from is None else f"copied from {copied_from}"
+            raise FactlabError(f"--pretrained_from {source}: {target} is {whose} (remove it to start from "
+                               f"{source.name}'s)")
         return
     write_text_atomic(origin, source.resolve().name + "\n")
     for suffix in (".metrics.jsonl", ""):  # the checkpoint last: once it is there, the stage is done
