@@ -39,6 +39,7 @@ LEVERS = {
     "marked": ("cpu-recite", ["answer_format=recite-marked"], "vanilla"),
     "recite-lm": ("cpu-recite", ["pretrain.objective=lm"], "vanilla"),
     "recite-mix": ("cpu-recite", ["pretrain.objective=mix"], "vanilla"),
+    "recite-mix-span-0.2": ("cpu-recite", ["pretrain.objective=mix", "pretrain.span_share=0.2"], "vanilla"),
     # lm pretraining never shows ⁇, so the recitation finetuning at 1e-4 rarely learns to close one
     "recite-lm-ft-lr-1e-3": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
     "recite-lm-ft-lr-3e-4": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=3e-4"], "vanilla"),

@@ -449,6 +449,9 @@ def test_pretraining_exposures_count_the_draws_that_held_each_place():
         counts = pretraining_exposures(index, questions, info, 128)
         rome_ends = len("Ann Lee. Ann Lee was born in Rome")
         assert counts == [round(300 * chance_draw_holds(rome_ends, 128, objective), 1), 0.0, None]
+    mostly_lm = {"pretraining": {"objective": "mix", "span_share": 0.1}, "result": {"epochs_done": 300.0}}
+    assert pretraining_exposures(index, questions[:1], mostly_lm, 128) == [
+        round(300 * chance_draw_holds(rome_ends, 128, "mix", 0.1), 1)]
     assert pretraining_exposures(index, questions[:1], {"result": {"epochs_done": 10.0}}, 128) == [
         round(10 * chance_draw_holds(33, 128, "span"), 1)]  # a checkpoint of before the objectives: span
     records = [{"exposures": e, "correct": c, "recall_probed": p, "recalled": r}

@@ -368,6 +368,9 @@ def test_span_objective_draws_as_the_course_does_and_mix_draws_both(corpus_files
     assert drawn == [mix.draw(mix.data[0], random.Random(seed)) for seed in range(40)]
     with pytest.raises(FactlabError, match="objective 'clm': unknown"):
         CharCorruptionDataset(text, 64, objective="clm")
+    for share in (0, 1):
+        with pytest.raises(FactlabError, match=f"span share {share}: must be between 0 and 1"):
+            CharCorruptionDataset(text, 64, objective="mix", span_share=share)
 
 
 def test_question_mixture_makes_its_share_of_every_epoch(corpus_files):
@@ -386,17 +389,20 @@ def test_question_mixture_makes_its_share_of_every_epoch(corpus_files):
             QuestionMixture(wiki, questions, share)
 
 
-@pytest.mark.parametrize("objective", ["span", "lm", "mix"])
-def test_chance_draw_holds_is_the_share_of_draws_that_keep_the_prefix(objective):
+@pytest.mark.parametrize("objective,span_share", [("span", 0.5), ("lm", 0.5), ("mix", 0.5), ("mix", 0.15)])
+def test_chance_draw_holds_is_the_share_of_draws_that_keep_the_prefix(objective, span_share):
     """chance_draw_holds(end) is how often a pretraining draw holds a document's first `end` characters: the
     exact chance, against the share of 4,000 draws (within 4 standard errors)."""
     block = 32
     document = "".join(chr(ord("a") + i % 26) for i in range(60))
-    dataset = CharCorruptionDataset(document + "\n", block, objective=objective)
+    dataset = CharCorruptionDataset(document + "\n", block, objective=objective, span_share=span_share)
     rng = random.Random(0)
     draws = [dataset.draw(document, rng) for _ in range(4000)]
+    if objective == "mix":  # the share of span corruption draws (those with a ⁇) is span_share
+        spans = sum(MASK_CHAR in text for text in draws)
+        assert abs(spans / len(draws) - span_share) <= 4 * (span_share * (1 - span_share) / len(draws)) ** 0.5
     for end in (1, 4, 10, 20, 28, 29, 32, 33, 50):
-        p = chance_draw_holds(end, block, objective)
+        p = chance_draw_holds(end, block, objective, span_share)
         share = sum(holds_prefix(text, document[:end]) for text in draws) / len(draws)
         assert abs(share - p) <= 4 * (p * (1 - p) / len(draws)) ** 0.5 + 1e-9, (objective, end, p, share)
     assert chance_draw_holds(29, block, "span") == 0.0 and chance_draw_holds(32, block, "lm") == 1.0

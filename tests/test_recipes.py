@@ -89,8 +89,8 @@ def test_the_selected_recipes_pretrain_alike():
 
 
 def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, corpus_files, capsys):
-    """--objective and --question_share reach pretraining, are recorded in the checkpoint, and size the epoch:
-    a share of one half doubles its steps."""
+    """--objective, --span_share and --question_share reach pretraining, are recorded in the checkpoint, and
+    size the epoch: a question share of one half doubles its steps."""
     import json
 
     from factlab.checkpoint import read_config
@@ -108,7 +108,7 @@ def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, cor
     assert main(base + ["--writing_params_path", str(tmp_path / "mixed.params"), "--objective", "mix",
                         "--mix_questions", str(corpus_files["train"]), "--question_share", "0.5"]) == 0
     info = read_config(tmp_path / "mixed.params")[2]
-    assert info["pretraining"] == {"objective": "mix", "question_share": 0.5}
+    assert info["pretraining"] == {"objective": "mix", "span_share": 0.5, "question_share": 0.5}
     n_documents = len([line for line in corpus_files["wiki"].read_text().split("\n") if line.strip()])
     assert steps("span.params") == -(-n_documents // 16) and steps("mixed.params") == -(-2 * n_documents // 16)
     assert json.dumps(info["train"])  # the trainer's own settings are recorded beside them
@@ -117,6 +117,14 @@ def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, cor
     assert "question_share 0.3: needs the questions to mix in (--mix_questions)" in capsys.readouterr().err
     assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--question_share", "1"]) == 2
     assert "question_share=1.0: must be below 1" in capsys.readouterr().err
+    assert main(base + ["--writing_params_path", str(tmp_path / "mostly-lm.params"), "--objective", "mix",
+                        "--span_share", "0.2"]) == 0
+    assert read_config(tmp_path / "mostly-lm.params")[2]["pretraining"] == {"objective": "mix", "span_share": 0.2}
+    assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--span_share", "0.2"]) == 2
+    assert "span_share 0.2: applies to the objective mix only, not span" in capsys.readouterr().err
+    assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--objective", "mix",
+                        "--span_share", "1"]) == 2
+    assert "span_share=1.0: must be below 1" in capsys.readouterr().err
     assert not (tmp_path / "x.params").exists()
 
 

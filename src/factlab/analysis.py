@@ -181,13 +181,15 @@ def pretraining_exposures(index: CorpusIndex, questions: list[Question], pretrai
     """Per question: the expected number of pretraining draws that held the gold place (the module docstring's
     **exposures**), from the pretrained checkpoint's info (its objective and epochs); None where no document of
     the person names the place."""
-    objective = pretrained_info.get("pretraining", {}).get("objective", "span")
+    pretraining = pretrained_info.get("pretraining", {})
+    objective, span_share = pretraining.get("objective", "span"), pretraining.get("span_share", 0.5)
     epochs = pretrained_info["result"]["epochs_done"]
     counts: list[float | None] = []
     for q in questions:
         found = index.place_in_document(question_name(q.question), q.answer or "", 10**9)
         counts.append(None if found is None else
-                      round(epochs * chance_draw_holds(found[1] + len(q.answer), block_size, objective), 1))
+                      round(epochs * chance_draw_holds(found[1] + len(q.answer), block_size, objective,
+                                                          span_share), 1))
     return counts
 
 

@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--objective", choices=OBJECTIVES, help="span: span corruption (the course's); lm: each "
                            "document's first block_size characters as language modelling from position 0; mix: "
                            "either, at random, at every draw")
+            g.add_argument("--span_share", type=float, metavar="F", help="with --objective mix: the chance that a "
+                           "draw is span corruption rather than language modelling (default 0.5)")
             g.add_argument("--mix_questions", metavar="TSV", help="question<TAB>answer lines to mix into "
                            "pretraining, in the course's answer format (with --question_share)")
             g.add_argument("--question_share", type=float, metavar="F", help="the share of every epoch's examples "

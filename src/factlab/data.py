@@ -144,7 +144,7 @@ class CorpusIndex:
 
 
 # Pretraining objectives: the course's span corruption, language modelling of each document from position 0,
-# or a coin flip between them at every draw.
+# or, at every draw, one of the two at random (span corruption with chance span_share, by default one half).
 OBJECTIVES = ("span", "lm", "mix")
 
 
@@ -153,18 +153,18 @@ def longest_span_draw(block_size: int) -> int:
     return int(block_size * 7 / 8)
 
 
-def chance_draw_holds(end: int, block_size: int, objective: str) -> float:
+def chance_draw_holds(end: int, block_size: int, objective: str, span_share: float = 0.5) -> float:
     """The chance that one pretraining draw of a document (at least `end` characters long) holds all of its
     first `end` characters: a fact there, a birthplace say, is in the text the model trains on. Span corruption
     keeps a prefix of uniform length in [4, longest_span_draw] (its span only moves within it); "lm" keeps the
-    first block_size characters; "mix" is either, evenly. A fact beyond both is never seen, however long the
-    training."""
+    first block_size characters; "mix" is span corruption with chance span_share, else "lm". A fact beyond both is
+    never seen, however long the training."""
     if objective not in OBJECTIVES:
         raise FactlabError(f"objective {objective!r}: unknown (known: {', '.join(OBJECTIVES)})")
     longest = longest_span_draw(block_size)
     span = max(0, longest - max(end, 4) + 1) / (longest - 3)
     lm = float(end <= block_size)
-    return {"span": span, "lm": lm, "mix": (span + lm) / 2}[objective]
+    return {"span": span, "lm": lm, "mix": span_share * span + (1 - span_share) * lm}[objective]
 
 
 class CharCorruptionDataset:
@@ -176,12 +176,14 @@ class CharCorruptionDataset:
     """
 
     def __init__(self, data: str, block_size: int, seed: int | None = None, source: str = "corpus",
-                 objective: str = "span"):
+                 objective: str = "span", span_share: float = 0.5):
         if block_size < 9:  # below 9, int(7/8 * block_size) characters and two ⁇ overflow the block
             raise FactlabError(f"block size {block_size} is too small for span corruption (at least 9)")
         if objective not in OBJECTIVES:
             raise FactlabError(f"objective {objective!r}: unknown (known: {', '.join(OBJECTIVES)})")
-        self.block_size, self.objective = block_size, objective
+        if not 0 < span_share < 1:
+            raise FactlabError(f"span share {span_share}: must be between 0 and 1 (objective mix)")
+        self.block_size, self.objective, self.span_share = block_size, objective, span_share
         self.vocab = Vocab.from_text(data, source)
         self.stoi, self.itos = self.vocab.stoi, dict(enumerate(self.vocab.itos))
         self.vocab_size = len(self.vocab)
@@ -202,9 +204,11 @@ class CharCorruptionDataset:
 
     def draw(self, document: str, rng: random.Random) -> str:
         """One training text of a document under the objective: "span" (the course's) corrupts it; "lm" is its
-        first block_size characters, read from position 0 as a recitation starts; "mix" is either, evenly.
-        ("span" draws exactly the random numbers the course's dataset draws.)"""
-        objective = rng.choice(("span", "lm")) if self.objective == "mix" else self.objective
+        first block_size characters, read from position 0 as a recitation starts; "mix" is span corruption with
+        chance span_share, else "lm". ("span" draws exactly the random numbers the course's dataset draws.)"""
+        objective = self.objective
+        if objective == "mix":
+            objective = "span" if rng.random() < self.span_share else "lm"
         return self.corrupt(document, rng) if objective == "span" else document[: self.block_size]
 
     def example(self, idx: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:

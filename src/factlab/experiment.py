@@ -23,8 +23,10 @@ from .recipes import COURSE, ModelOptions, Training, train_config
 from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
 
 
-def pretraining_dataset(corpus_path, block_size: int, objective: str = "span") -> CharCorruptionDataset:
-    return CharCorruptionDataset(read_text(corpus_path), block_size, source=str(corpus_path), objective=objective)
+def pretraining_dataset(corpus_path, block_size: int, objective: str = "span", span_share: float = 0.5
+                        ) -> CharCorruptionDataset:
+    return CharCorruptionDataset(read_text(corpus_path), block_size, source=str(corpus_path), objective=objective,
+                                 span_share=span_share)
 
 
 def check_output_path(path) -> None:
@@ -79,15 +81,20 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
              training: Training = Training(), seed: int = 0, device: str = "auto",
              control: RunControl = RunControl(), questions_path=None) -> TrainResult:
     """`training` is layered over the course's pretraining settings (recipes.COURSE). Its objective says how
-    each document is drawn (data.OBJECTIVES); with a question_share above 0 the questions of `questions_path`
+    each document is drawn (data.OBJECTIVES; span_share weighs "mix"); with a question_share above 0 the questions of `questions_path`
     (in the course's answer format) make that share of every epoch (data.QuestionMixture), and the cosine's
     epochs are epochs of that mixture."""
     check_output_path(writing_params_path)
     settings = COURSE["pretrain"].overridden_by(training)
     config = options.config(variant, 0)
-    corpus = pretraining_dataset(corpus_path, config.block_size, settings.objective)
+    if settings.span_share is not None and settings.objective != "mix":
+        raise FactlabError(f"span_share {settings.span_share}: applies to the objective mix only, not "
+                           f"{settings.objective}")
+    span_share = 0.5 if settings.span_share is None else settings.span_share
+    corpus = pretraining_dataset(corpus_path, config.block_size, settings.objective, span_share)
     config = replace(config, vocab_size=corpus.vocab_size)
-    data = {"corpus": state.fingerprint(corpus_path), "objective": settings.objective}
+    data = {"corpus": state.fingerprint(corpus_path), "objective": settings.objective,
+            **({"span_share": span_share} if settings.objective == "mix" else {})}
     examples = corpus
     if settings.question_share > 0:
         if questions_path is None:
@@ -100,7 +107,7 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
     model = GPT(config)
     tconf = train_config("pretrain", training, len(examples), config.block_size, seed, device)
     return _train_and_save(model, corpus, examples, tconf, writing_params_path, "pretrain", control, data,
-                           {"pretraining": {k: v for k, v in data.items() if k in ("objective", "question_share")}})
+                           {"pretraining": {k: v for k, v in data.items() if k in ("objective", "question_share", "span_share")}})
 
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,

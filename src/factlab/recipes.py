@@ -75,12 +75,12 @@ _TRAINING_TYPES = {"max_epochs": (int, True), "batch_size": (int, True), "learni
                    "weight_decay": (float, False), "max_minutes": (float, False), "max_steps": (int, True),
                    "precision": (str, False), "compile": (bool, False), "lr_schedule": (str, False),
                    "weight_decay_groups": (str, False), "replay_rates": (str, False),
-                   "objective": (str, False), "question_share": (float, False), "batching": (str, False),
+                   "objective": (str, False), "question_share": (float, False), "span_share": (float, True), "batching": (str, False),
                    "micro_batch": (int, True)}
 _CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS,
             "objective": OBJECTIVES, "batching": BATCHINGS}
 # Settings of what pretraining reads rather than of the trainer (experiment.pretrain applies them).
-DATA_SETTINGS = ("objective", "question_share")
+DATA_SETTINGS = ("objective", "question_share", "span_share")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class Training:
     replay_rates: str | None = None
     objective: str | None = None  # pretraining: "span" (the course's), "lm" or "mix" (data.OBJECTIVES)
     question_share: float | None = None  # pretraining: the share of each epoch that is training questions
+    span_share: float | None = None  # pretraining with objective "mix": the chance a draw is span corruption
     batching: str | None = None  # "course" (file order) or "length" (data.epoch_batches)
     micro_batch: int | None = None  # rows per forward/backward pass; the same gradient (train.TrainConfig)
 
@@ -115,6 +116,8 @@ class Training:
                 raise FactlabError(f"training option {name}={value!r}: unknown (known: {', '.join(_CHOICES[name])})")
         if self.question_share is not None and not self.question_share < 1:
             raise FactlabError(f"training option question_share={self.question_share!r}: must be below 1")
+        if self.span_share is not None and not self.span_share < 1:
+            raise FactlabError(f"training option span_share={self.span_share!r}: must be below 1")
 
     def overridden_by(self, other: Training) -> Training:
         return replace(self, **self._set(other))
