@@ -62,6 +62,7 @@ LEVERS = {
     "direct-questions-0.3": ("cpu-fast", ["pretrain.question_share=0.3"], "vanilla"),
     "direct-questions-0.6": ("cpu-fast", ["pretrain.question_share=0.6"], "vanilla"),
     "direct-lm": ("cpu-fast", ["pretrain.objective=lm"], "vanilla"),
+    "direct-mix": ("cpu-fast", ["pretrain.objective=mix"], "vanilla"),
     "direct-lm-ft-lr-1e-3": ("cpu-fast", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
     "direct-lm-questions-0.3": ("cpu-fast", ["pretrain.objective=lm", "pretrain.question_share=0.3"], "vanilla"),
     "recite-lm-questions-0.3": ("cpu-recite", ["pretrain.objective=lm", "pretrain.question_share=0.3",
