@@ -39,6 +39,8 @@ LEVERS = {
     "marked": ("cpu-recite", ["answer_format=recite-marked"], "vanilla"),
     "recite-lm": ("cpu-recite", ["pretrain.objective=lm"], "vanilla"),
     "recite-mix": ("cpu-recite", ["pretrain.objective=mix"], "vanilla"),
+    "recite-mix-ft-lr-3e-4": ("cpu-recite", ["pretrain.objective=mix", "finetune.learning_rate=3e-4"], "vanilla"),
+    "recite-mix-ft-lr-3e-5": ("cpu-recite", ["pretrain.objective=mix", "finetune.learning_rate=3e-5"], "vanilla"),
     "recite-mix-span-0.2": ("cpu-recite", ["pretrain.objective=mix", "pretrain.span_share=0.2"], "vanilla"),
     # lm pretraining never shows ⁇, so the recitation finetuning at 1e-4 rarely learns to close one
     "recite-lm-ft-lr-1e-3": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
@@ -63,6 +65,8 @@ LEVERS = {
     "direct-questions-0.6": ("cpu-fast", ["pretrain.question_share=0.6"], "vanilla"),
     "direct-lm": ("cpu-fast", ["pretrain.objective=lm"], "vanilla"),
     "direct-mix": ("cpu-fast", ["pretrain.objective=mix"], "vanilla"),
+    "direct-mix-ft-lr-1e-3": ("cpu-fast", ["pretrain.objective=mix", "finetune.learning_rate=1e-3"], "vanilla"),
+    "direct-mix-ft-lr-1e-4": ("cpu-fast", ["pretrain.objective=mix", "finetune.learning_rate=1e-4"], "vanilla"),
     "direct-lm-ft-lr-1e-3": ("cpu-fast", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
     "direct-lm-questions-0.3": ("cpu-fast", ["pretrain.objective=lm", "pretrain.question_share=0.3"], "vanilla"),
     "recite-lm-questions-0.3": ("cpu-recite", ["pretrain.objective=lm", "pretrain.question_share=0.3",
