@@ -78,14 +78,21 @@ def test_cpu_recipes_name_factlabs_trainer_options():
     assert RECIPES["cpu-recite"].answer_format == "recite" and RECIPES["cpu-fast"].answer_format == "direct"
 
 
-def test_the_selected_recipes_pretrain_alike():
-    """cpu-direct starts from a cpu-best run's pretraining (reproduce --pretrained_from): the two differ only
-    after it."""
-    from factlab.reproduce import pretraining_identity
+def test_the_selected_recipes_are_their_levers():
+    """cpu-best pretrains as the lever recite-mix did (cpu-recite with pretrain.objective=mix), so its seed-0 run
+    can start from that lever's pretrained model (reproduce --pretrained_from); cpu-direct's pretraining is
+    cpu-fast's, and differs from cpu-best's in the objective alone."""
+    from factlab.recipes import overridden
+    from factlab.reproduce import flat_settings, pretraining_identity
 
     best, direct = RECIPES["cpu-best"], RECIPES["cpu-direct"]
-    assert pretraining_identity(best, 0, None) == pretraining_identity(direct, 0, None)
-    assert (best.answer_format, direct.answer_format) == ("recite", "direct")
+    lever = overridden(RECIPES["cpu-recite"], ["pretrain.objective=mix"])
+    assert pretraining_identity(best, 0, None) == pretraining_identity(lever, 0, None)
+    assert (best.finetune, best.answer_format) == (lever.finetune, "recite")
+    assert pretraining_identity(direct, 0, None) == pretraining_identity(RECIPES["cpu-fast"], 0, None)
+    mine, theirs = (flat_settings(pretraining_identity(r, 0, None)) for r in (best, direct))
+    assert {k for k in mine if mine[k] != theirs[k]} == {"pretrain.objective"}
+    assert direct.answer_format == "direct"
 
 
 def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, corpus_files, capsys):
