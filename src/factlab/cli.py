@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_scratch", action="store_true", help="leave out the finetuning without pretraining")
     p.add_argument("--pretrained_from", metavar="RUN_DIR", help="start from the finished pretrained model of "
                    "another reproduce folder that pretrained as this recipe does (the same model, pretraining "
-                   "settings and seed; e.g. cpu-direct from a cpu-best run), copied here and named in "
+                   "settings and seed; e.g. cpu-direct from a cpu-recite run), copied here and named in "
                    "results.json; its pretraining time counts as this run's")
     p.add_argument("--override", action="append", default=[], metavar="STAGE.NAME=VALUE",
                    help="change one setting of the recipe, e.g. pretrain.objective=lm, finetune.learning_rate=3e-4, "
