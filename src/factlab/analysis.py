@@ -109,7 +109,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import FactlabError, checkpoint, experiment
-from .data import CorpusIndex, Question, chance_draw_holds, question_name
+from .data import MIX_SPAN_SHARE, CorpusIndex, Question, chance_draw_holds, question_name
 from .decode import Scored, answer_questions
 from .formats import DIRECT, FORMATS, RECITE, checkpoint_format
 from .io import read_json, read_text, write_text_atomic
@@ -182,7 +182,7 @@ def pretraining_exposures(index: CorpusIndex, questions: list[Question], pretrai
     **exposures**), from the pretrained checkpoint's info (its objective and epochs); None where no document of
     the person names the place."""
     pretraining = pretrained_info.get("pretraining", {})
-    objective, span_share = pretraining.get("objective", "span"), pretraining.get("span_share", 0.5)
+    objective, span_share = pretraining.get("objective", "span"), pretraining.get("span_share", MIX_SPAN_SHARE)
     epochs = pretrained_info["result"]["epochs_done"]
     counts: list[float | None] = []
     for q in questions:

@@ -146,6 +146,7 @@ class CorpusIndex:
 # Pretraining objectives: the course's span corruption, language modelling of each document from position 0,
 # or, at every draw, one of the two at random (span corruption with chance span_share, by default one half).
 OBJECTIVES = ("span", "lm", "mix")
+MIX_SPAN_SHARE = 0.5  # the chance a draw of "mix" is span corruption, unless span_share says otherwise
 
 
 def longest_span_draw(block_size: int) -> int:
@@ -153,7 +154,7 @@ def longest_span_draw(block_size: int) -> int:
     return int(block_size * 7 / 8)
 
 
-def chance_draw_holds(end: int, block_size: int, objective: str, span_share: float = 0.5) -> float:
+def chance_draw_holds(end: int, block_size: int, objective: str, span_share: float = MIX_SPAN_SHARE) -> float:
     """The chance that one pretraining draw of a document (at least `end` characters long) holds all of its
     first `end` characters: a fact there, a birthplace say, is in the text the model trains on. Span corruption
     keeps a prefix of uniform length in [4, longest_span_draw] (its span only moves within it); "lm" keeps the
@@ -176,7 +177,7 @@ class CharCorruptionDataset:
     """
 
     def __init__(self, data: str, block_size: int, seed: int | None = None, source: str = "corpus",
-                 objective: str = "span", span_share: float = 0.5):
+                 objective: str = "span", span_share: float = MIX_SPAN_SHARE):
         if block_size < 9:  # below 9, int(7/8 * block_size) characters and two ⁇ overflow the block
             raise FactlabError(f"block size {block_size} is too small for span corruption (at least 9)")
         if objective not in OBJECTIVES:

@@ -12,19 +12,19 @@ from pathlib import Path
 import torch
 
 from . import FactlabError, checkpoint, formats, state
-from .data import (VALIDATION_QUESTIONS, VALIDATION_SEED, CharCorruptionDataset, NameDataset, QuestionMixture,
-                   parse_questions, question_lines, validation_split)
+from .data import (MIX_SPAN_SHARE, VALIDATION_QUESTIONS, VALIDATION_SEED, CharCorruptionDataset, NameDataset,
+                   QuestionMixture, parse_questions, question_lines, validation_split)
 from .decode import Scored
 from .evaluate import Abstention, Score, abstain, london_baseline, score, write_predictions
 from .formats import DIRECT, AnswerFormat, checkpoint_format
 from .io import make_parent, read_text, write_text_atomic
 from .model import GPT, GPTConfig
-from .recipes import COURSE, ModelOptions, Training, train_config
+from .recipes import COURSE, DATA_SETTINGS, ModelOptions, Training, train_config
 from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
 
 
-def pretraining_dataset(corpus_path, block_size: int, objective: str = "span", span_share: float = 0.5
-                        ) -> CharCorruptionDataset:
+def pretraining_dataset(corpus_path, block_size: int, objective: str = "span",
+                        span_share: float = MIX_SPAN_SHARE) -> CharCorruptionDataset:
     return CharCorruptionDataset(read_text(corpus_path), block_size, source=str(corpus_path), objective=objective,
                                  span_share=span_share)
 
@@ -81,16 +81,16 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
              training: Training = Training(), seed: int = 0, device: str = "auto",
              control: RunControl = RunControl(), questions_path=None) -> TrainResult:
     """`training` is layered over the course's pretraining settings (recipes.COURSE). Its objective says how
-    each document is drawn (data.OBJECTIVES; span_share weighs "mix"); with a question_share above 0 the questions of `questions_path`
-    (in the course's answer format) make that share of every epoch (data.QuestionMixture), and the cosine's
-    epochs are epochs of that mixture."""
+    each document is drawn (data.OBJECTIVES; span_share weighs "mix"); with a question_share above 0 the
+    questions of `questions_path` (in the course's answer format) make that share of every epoch
+    (data.QuestionMixture), and the cosine's epochs are epochs of that mixture."""
     check_output_path(writing_params_path)
     settings = COURSE["pretrain"].overridden_by(training)
     config = options.config(variant, 0)
     if settings.span_share is not None and settings.objective != "mix":
         raise FactlabError(f"span_share {settings.span_share}: applies to the objective mix only, not "
                            f"{settings.objective}")
-    span_share = 0.5 if settings.span_share is None else settings.span_share
+    span_share = MIX_SPAN_SHARE if settings.span_share is None else settings.span_share
     corpus = pretraining_dataset(corpus_path, config.block_size, settings.objective, span_share)
     config = replace(config, vocab_size=corpus.vocab_size)
     data = {"corpus": state.fingerprint(corpus_path), "objective": settings.objective,
@@ -107,7 +107,7 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
     model = GPT(config)
     tconf = train_config("pretrain", training, len(examples), config.block_size, seed, device)
     return _train_and_save(model, corpus, examples, tconf, writing_params_path, "pretrain", control, data,
-                           {"pretraining": {k: v for k, v in data.items() if k in ("objective", "question_share", "span_share")}})
+                           {"pretraining": {k: v for k, v in data.items() if k in DATA_SETTINGS}})
 
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,

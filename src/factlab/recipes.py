@@ -75,8 +75,8 @@ _TRAINING_TYPES = {"max_epochs": (int, True), "batch_size": (int, True), "learni
                    "weight_decay": (float, False), "max_minutes": (float, False), "max_steps": (int, True),
                    "precision": (str, False), "compile": (bool, False), "lr_schedule": (str, False),
                    "weight_decay_groups": (str, False), "replay_rates": (str, False),
-                   "objective": (str, False), "question_share": (float, False), "span_share": (float, True), "batching": (str, False),
-                   "micro_batch": (int, True)}
+                   "objective": (str, False), "question_share": (float, False), "span_share": (float, True),
+                   "batching": (str, False), "micro_batch": (int, True)}
 _CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS,
             "objective": OBJECTIVES, "batching": BATCHINGS}
 # Settings of what pretraining reads rather than of the trainer (experiment.pretrain applies them).
