@@ -41,6 +41,8 @@ LEVERS = {
     "recite-mix": ("cpu-recite", ["pretrain.objective=mix"], "vanilla"),
     "recite-mix-ft-lr-3e-4": ("cpu-recite", ["pretrain.objective=mix", "finetune.learning_rate=3e-4"], "vanilla"),
     "recite-mix-ft-lr-3e-5": ("cpu-recite", ["pretrain.objective=mix", "finetune.learning_rate=3e-5"], "vanilla"),
+    "recite-mix-ft-epochs-5": ("cpu-recite", ["pretrain.objective=mix", "finetune.max_epochs=5"], "vanilla"),
+    "recite-mix-ft-epochs-20": ("cpu-recite", ["pretrain.objective=mix", "finetune.max_epochs=20"], "vanilla"),
     "recite-mix-span-0.2": ("cpu-recite", ["pretrain.objective=mix", "pretrain.span_share=0.2"], "vanilla"),
     # lm pretraining never shows ⁇, so the recitation finetuning at 1e-4 rarely learns to close one
     "recite-lm-ft-lr-1e-3": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
