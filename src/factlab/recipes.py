@@ -207,7 +207,8 @@ RECIPES = {
 # The selected recipes: each setting chosen on the validation split (400 training questions held out; levers in
 # docs/selection.md), dev scored once per final run.
 RECIPES["cpu-best"] = replace(
-    RECIPES["cpu-recite"], name="cpu-best", pretrain=_CPU_PRETRAIN.overridden_by(Training(objective="mix")),
+    RECIPES["cpu-recite"], name="cpu-best",
+    pretrain=RECIPES["cpu-recite"].pretrain.overridden_by(Training(objective="mix")),
     description="the best closed-book recipe on the validation split (57.8%): cpu-recite with the mix objective "
     "(each pretraining draw span corruption or language modelling from position 0, evenly), recitation "
     "finetuning at lr 1e-4; docs/cpu-best.md")
