@@ -44,6 +44,8 @@ LEVERS = {
     "recite-mix-ft-epochs-5": ("cpu-recite", ["pretrain.objective=mix", "finetune.max_epochs=5"], "vanilla"),
     "recite-mix-ft-epochs-20": ("cpu-recite", ["pretrain.objective=mix", "finetune.max_epochs=20"], "vanilla"),
     "recite-mix-span-0.2": ("cpu-recite", ["pretrain.objective=mix", "pretrain.span_share=0.2"], "vanilla"),
+    "recite-mix-rope": ("cpu-recite", ["pretrain.objective=mix"], "rope"),
+    "recite-mix-questions-0.3": ("cpu-recite", ["pretrain.objective=mix", "pretrain.question_share=0.3"], "vanilla"),
     # lm pretraining never shows ⁇, so the recitation finetuning at 1e-4 rarely learns to close one
     "recite-lm-ft-lr-1e-3": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
     "recite-lm-ft-lr-3e-4": ("cpu-recite", ["pretrain.objective=lm", "finetune.learning_rate=3e-4"], "vanilla"),
@@ -69,6 +71,7 @@ LEVERS = {
     "direct-mix": ("cpu-fast", ["pretrain.objective=mix"], "vanilla"),
     "direct-mix-ft-lr-1e-3": ("cpu-fast", ["pretrain.objective=mix", "finetune.learning_rate=1e-3"], "vanilla"),
     "direct-mix-ft-lr-1e-4": ("cpu-fast", ["pretrain.objective=mix", "finetune.learning_rate=1e-4"], "vanilla"),
+    "direct-mix-questions-0.3": ("cpu-fast", ["pretrain.objective=mix", "pretrain.question_share=0.3"], "vanilla"),
     "direct-lm-ft-lr-1e-3": ("cpu-fast", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"], "vanilla"),
     "direct-lm-questions-0.3": ("cpu-fast", ["pretrain.objective=lm", "pretrain.question_share=0.3"], "vanilla"),
     "recite-lm-questions-0.3": ("cpu-recite", ["pretrain.objective=lm", "pretrain.question_share=0.3",
