@@ -3,6 +3,7 @@
     python benchmarks/levers.py --data ../shared/data/birthplaces --out runs/levers --list
     python benchmarks/levers.py --data ../shared/data/birthplaces --out runs/levers --run recite lm   # one at a time
     python benchmarks/levers.py --data ../shared/data/birthplaces --out runs/levers --table            # levers.md
+    python benchmarks/levers.py --data ../shared/data/birthplaces --out results/levers --table --doc docs/selection.md
 
 Each lever is `factlab reproduce --validation 400 --analyze --no_scratch --resume` of a recipe with one change
 (`--override`), into OUT/NAME: it finetunes on the 1,600 training questions outside the validation split and
@@ -17,6 +18,7 @@ Run the levers one at a time on an otherwise quiet machine: the CPU recipes stop
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -128,16 +130,28 @@ def lever_exposures(name: str, row: dict, index: CorpusIndex, validation: list[Q
     return median_exposures(pretraining_exposures(index, validation, info, model.config(variant, 0).block_size))
 
 
-def table(out: Path, data: Path) -> str:
-    """The levers measured so far, as Markdown, from every OUT/*/results.json."""
+TABLE_HEADER = ("| lever | validation exact match (95% interval) | recalled by the pretrained model | "
+                "accuracy at 50% coverage | ECE | pretraining epochs | draws that held the place | "
+                "pretraining + finetuning | pretraining tokens/s (CPU kernels) |")
+
+
+def lever_label(name: str, results: dict, link: str, variant: str) -> str:
+    """`[NAME](LINK) (pretraining of OTHER): `override`, ...` and the variant when it is not vanilla; a lever
+    that is its recipe as it is says so."""
+    base, _, overrides = results["recipe"]["name"].partition(" ")
+    changes = ", ".join(f"`{o}`" for o in overrides.split()) or f"`{base}` as it is"
+    shared = f" (pretraining of {results['pretraining_from']})" if "pretraining_from" in results else ""
+    return f"[{name}]({link}){shared}: {changes}" + ("" if variant == "vanilla" else f" ({variant})")
+
+
+def table(out: Path, data: Path, page_dir: Path) -> str:
+    """The levers measured so far, as Markdown, from every OUT/*/results.json; each lever links its
+    results.json relative to page_dir, the folder of the page the table goes in."""
     files = DataFiles.in_dir(data)
     index = CorpusIndex(read_text(files.wiki))
     validation = validation_split(experiment.read_questions(files.train, require_answers=True),
                                   VALIDATION_QUESTIONS, VALIDATION_SEED, str(files.train))[1]
-    lines = ["| lever | recipe | validation exact match (95% interval) | recalled by the pretrained model | "
-             "accuracy at 50% coverage | ECE | pretraining epochs | draws that held a place (median) | "
-             "pretraining + finetuning | pretraining tokens/s (CPU kernels) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [TABLE_HEADER, "| --- " * TABLE_HEADER.count(" | ") + "| --- |"]
     for path in sorted(out.glob("*/results.json")):
         results = read_json(path)
         for row in results["rows"]:
@@ -148,16 +162,27 @@ def table(out: Path, data: Path) -> str:
             recall = a.get("recall") or {}
             epochs = times.get("pretrain_epochs")
             exposures = lever_exposures(path.parent.name, row, index, validation)
-            shared = f" (pretraining of {results['pretraining_from']})" if "pretraining_from" in results else ""
+            link = Path(os.path.relpath(path, page_dir)).as_posix()
             lines.append(
-                f"| {path.parent.name}{shared} | {results['recipe']['name']} ({row['variant']}) | {row['correct']}/{row['total']}"
+                f"| {lever_label(path.parent.name, results, link, row['variant'])} | {row['correct']}/{row['total']}"
                 f" = {row['percent']:.1f}% ({100 * low:.1f}–{100 * high:.1f}%) | "
                 f"{recall.get('recalled', '–')}/{recall.get('probed', '–')} | {100 * a['accuracy_at_50']:.1f}% | "
                 f"{a['ece']:.3f} | {'–' if epochs is None else f'{epochs:.0f}'} | "
                 f"{'–' if exposures is None else f'{exposures:.0f}'} | "
-                f"{times['pretrain'] + times['finetune']:.0f} s | {times['pretrain_tokens_per_s']:,.0f} "
+                f"{times['pretrain'] + times['finetune']:,.0f} s | {times['pretrain_tokens_per_s']:,.0f} "
                 f"({results['hardware'].get('cpu_capability', 'not recorded')}) |")
     return "\n".join(lines) + "\n"
+
+
+def with_table(page: Path, text: str, new_table: str) -> str:
+    """The page's text with its lever table (from the header line to the first blank line) replaced."""
+    lines = text.splitlines(keepends=True)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("| lever |"))
+    except StopIteration:
+        raise FactlabError(f"{page}: has no lever table (a line starting with '| lever |') to replace") from None
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return "".join(lines[:start]) + new_table + "".join(lines[end:])
 
 
 def main(argv=None) -> None:
@@ -167,6 +192,8 @@ def main(argv=None) -> None:
     ap.add_argument("--run", nargs="+", choices=LEVERS, metavar="LEVER", help="levers to run, one after another")
     ap.add_argument("--list", action="store_true", help="list the levers")
     ap.add_argument("--table", action="store_true", help="write OUT/levers.md from the runs so far and print it")
+    ap.add_argument("--doc", metavar="PAGE", help="with --table: also replace the lever table in this Markdown page "
+                    "(links relative to it)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -176,9 +203,12 @@ def main(argv=None) -> None:
     for name in args.run or []:
         run_lever(name, Path(args.data), out, args.device)
     if args.table:
-        text = table(out, Path(args.data))
+        text = table(out, Path(args.data), out)
         write_text_atomic(out / "levers.md", text)
         print(text, end="")
+        if args.doc:
+            page = Path(args.doc)
+            write_text_atomic(page, with_table(page, read_text(page), table(out, Path(args.data), page.parent)))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from conftest import BLOCK, make_model, tiny_config
+
+from factlab import FactlabError
 from factlab import course_reference as course
 from factlab.data import CharCorruptionDataset, NameDataset, QuestionMixture, collate
 from factlab.recipes import Training
@@ -227,8 +229,10 @@ def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp
     table = (tmp_path / "levers.md").read_text()
     assert capsys.readouterr().out.endswith(table)
     rows = table.splitlines()[2:]
-    assert [r.split(" | ")[0] for r in rows] == ["| base", "| lm", "| lm-ft (pretraining of lm)"]
-    assert "tiny pretrain.objective=lm (vanilla)" in rows[1] and all("/10 = " in r for r in rows)
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| [base](base/results.json): `tiny` as it is", "| [lm](lm/results.json): `pretrain.objective=lm`",
+        "| [lm-ft](lm-ft/results.json) (pretraining of lm): `pretrain.objective=lm`, `finetune.learning_rate=1e-3`"]
+    assert all("/10 = " in r and r.count(" | ") == table.splitlines()[0].count(" | ") for r in rows)
     assert not list(tmp_path.glob("*/*.dev.predictions"))
     # a lever that changes only the finetuning starts from the other's pretrained model, not from a new pretraining
     pretrained = [(tmp_path / lever / "vanilla.pretrain.params").read_bytes() for lever in ("lm", "lm-ft")]
@@ -240,3 +244,32 @@ def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp
     assert json.loads((tmp_path / "lm-ft" / "results.json").read_text())["pretraining_from"] == "lm"
     finetuned = [(tmp_path / lever / "vanilla.finetune.params").read_bytes() for lever in ("lm", "lm-ft")]
     assert finetuned[0] != finetuned[1]
+
+
+def test_levers_table_replaces_the_table_of_a_page_with_links_from_the_page(corpus_files, tmp_path, monkeypatch):
+    """--doc PAGE puts the same table in a documentation page, its links relative to the page, and leaves the
+    rest of the page as it was; a page without a lever table is refused in one line and left alone."""
+    import levers
+
+    from factlab import recipes
+    from factlab.recipes import ModelOptions, Recipe, Training
+
+    tiny = Recipe("tiny", "for the tests", ModelOptions(block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0),
+                  pretrain=Training(max_epochs=1, batch_size=32), finetune=Training(max_epochs=1, batch_size=32))
+    monkeypatch.setitem(recipes.RECIPES, "tiny", tiny)
+    monkeypatch.setattr(levers, "LEVERS", {"base": ("tiny", [], "rope")})
+    monkeypatch.setattr(levers, "VALIDATION_QUESTIONS", 10)
+    data, out = str(corpus_files["wiki"].parent), tmp_path / "results" / "levers"
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text("# Levers\n\n| lever | old |\n| --- | --- |\n| gone | 1 |\n\nAfter.\n")
+    levers.main(["--data", data, "--out", str(out), "--run", "base", "--table", "--doc", str(page), "--device", "cpu"])
+    text = page.read_text()
+    assert text.startswith("# Levers\n\n| lever | validation exact match") and text.endswith("|\n\nAfter.\n")
+    assert "gone" not in text and "| [base](../results/levers/base/results.json): `tiny` as it is (rope) |" in text
+    assert text.replace("../results/levers/", "") == "# Levers\n\n" + (out / "levers.md").read_text() + "\nAfter.\n"
+    bare = tmp_path / "docs" / "bare.md"
+    bare.write_text("no table\n")
+    with pytest.raises(FactlabError, match=r"bare\.md: has no lever table"):
+        levers.main(["--data", data, "--out", str(out), "--table", "--doc", str(bare)])
+    assert bare.read_text() == "no table\n"

@@ -200,3 +200,13 @@ def test_every_docs_page_starts_with_a_title_and_what_it_covers():
 def test_the_readme_stays_short():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES}): move detail to docs/"
+
+
+def test_the_lever_table_of_selection_md_is_the_generated_one():
+    """docs/selection.md holds the table `levers.py --table --doc` writes, the same as results/levers/levers.md
+    but for its links, so the page cannot fall behind the measured runs."""
+    page = (ROOT / "docs" / "selection.md").read_text(encoding="utf-8")
+    generated = (ROOT / "results" / "levers" / "levers.md").read_text(encoding="utf-8")
+    start = page.index("| lever |")
+    in_page = page[start:page.index("\n\n", start) + 1]
+    assert in_page.replace("](../results/levers/", "](") == generated
