@@ -249,3 +249,25 @@ def test_marked_checkpoint_is_followed_by_the_analysis(corpus_files, tmp_path):
     result = run_analysis("vanilla", corpus_files["wiki"], params, corpus_files["dev"], ModelOptions(), device="cpu")
     assert result["summary"]["answer_format"] == "recite-marked" and "recitation" in result["records"][0]
     assert f"probability of {RECITE_MARKED.confidence}" in format_summary(result)
+
+
+def test_an_evaluation_with_scores_is_analysed_without_decoding_again(corpus_files, tmp_path, monkeypatch):
+    """reproduce --analyze decodes each question once: experiment.evaluate(with_scores=True) keeps the answers'
+    probabilities (the same answers as without), and run_analysis given them decodes nothing and writes the
+    analysis it would have written from its own decoding."""
+    from factlab import experiment
+    from factlab.analysis import run_analysis
+
+    params = tmp_path / "recite.params"
+    finetune("vanilla", corpus_files["wiki"], corpus_files["train"], params, OPTIONS, device="cpu",
+             training=Training(max_epochs=1, batch_size=16), answer_format="recite")
+    args = ("vanilla", corpus_files["wiki"], params, corpus_files["dev"], ModelOptions())
+    plain = experiment.evaluate(*args, device="cpu")
+    evaluation = experiment.evaluate(*args, device="cpu", with_scores=True)
+    assert plain.scored is None and [s.answer for s in evaluation.scored] == evaluation.predictions == plain.predictions
+    own = run_analysis(*args, device="cpu")
+    monkeypatch.setattr(experiment, "answer", lambda *a, **k: pytest.fail("decoded again"))
+    given = run_analysis(*args, device="cpu", answered=(evaluation.scored, evaluation.recitations))
+    assert given == own
+    with pytest.raises(FactlabError, match="answers given"):
+        run_analysis(*args, device="cpu", answered=(evaluation.scored[:1], evaluation.recitations))

@@ -426,7 +426,11 @@ def _fmt(x: float | None) -> str:
 
 def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_path, options,
                  train_corpus_path=None, outputs_path=None, device: str = "auto",
-                 drop_non_ascii: bool = False, recall_params_path=None, calibrate_on=None) -> dict:
+                 drop_non_ascii: bool = False, recall_params_path=None, calibrate_on=None,
+                 answered: tuple | None = None) -> dict:
+    """The analysis of a checkpoint's answers to a question file (written to outputs_path as JSON); `answered` is
+    (the Scored answers, the recitations) when the caller has decoded them already (experiment.evaluate with
+    with_scores), so they are not decoded twice."""
     if outputs_path is not None:
         experiment.check_output_path(outputs_path)
     calibration = Calibration.fitted_on(calibrate_on) if calibrate_on is not None else None
@@ -435,8 +439,12 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
     train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
              if train_corpus_path is not None else None)
     answer_format = checkpoint_format(reading_params_path)
-    scored, recitations = experiment.answer(model, corpus.vocab, questions, device, with_scores=True,
-                                            answer_format=answer_format)
+    if answered is None:
+        answered = experiment.answer(model, corpus.vocab, questions, device, with_scores=True,
+                                     answer_format=answer_format)
+    scored, recitations = answered
+    if len(scored) != len(questions):
+        raise FactlabError(f"{eval_corpus_path}: {len(questions)} questions, but {len(scored)} answers given")
     index = CorpusIndex(read_text(corpus_path))
     recalled = exposures = None
     if recall_params_path is not None:

@@ -225,8 +225,9 @@ def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool
 
 def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, options: ModelOptions,
              outputs_path=None, device: str = "auto", drop_non_ascii: bool = False,
-             abstain_below: float | None = None) -> Evaluation:
-    """Greedy answers to a question file, scored, in the checkpoint's answer format. With `abstain_below`,
+             abstain_below: float | None = None, with_scores: bool = False) -> Evaluation:
+    """Greedy answers to a question file, scored, in the checkpoint's answer format; `with_scores` keeps each
+    answer's probability too (Evaluation.scored: the same answers, for an analysis). With `abstain_below`,
     answers whose probability (`Scored.prob`: of the answer characters and closing ⁇, or for a recite model of
     the place recited and answered) is below it become "unknown" and count as wrong.
     A "recite" model's recitations are written beside the predictions (OUTPUTS.recitations, one a line, a
@@ -238,11 +239,13 @@ def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, o
     model, corpus = load_model(reading_params_path, variant, corpus_path, options)
     questions = read_questions(eval_corpus_path, drop_non_ascii)
     fmt = checkpoint_format(reading_params_path)
+    scoring = with_scores or abstain_below is not None
+    decoded, recitations = answer(model, corpus.vocab, questions, device, with_scores=scoring, answer_format=fmt)
+    scored = decoded if scoring else None
     if abstain_below is None:
-        predictions, recitations = answer(model, corpus.vocab, questions, device, answer_format=fmt)
-        scored, abstention, result = None, None, score(questions, predictions)
+        predictions = [s.answer for s in decoded] if scoring else decoded
+        abstention, result = None, score(questions, predictions)
     else:
-        scored, recitations = answer(model, corpus.vocab, questions, device, with_scores=True, answer_format=fmt)
         predictions, abstention = abstain(questions, [s.answer for s in scored], [s.prob for s in scored],
                                           abstain_below)
         result = abstention.score

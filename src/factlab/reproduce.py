@@ -98,7 +98,8 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         """Answer the scored questions and the test inputs; analysed = (pretrained checkpoint, calibration file)
         asks for the answers' analysis too."""
         evaluation = experiment.evaluate(variant, files.wiki, out / params, files.dev, chosen.model,
-                                         out / f"{name}.{scored_on}.predictions", device=device)
+                                         out / f"{name}.{scored_on}.predictions", device=device,
+                                         with_scores=analysed is not None)
         if files.test is not None:
             experiment.evaluate(variant, files.wiki, out / params, files.test, chosen.model,
                                 out / f"{name}.test.predictions", device=device)
@@ -107,16 +108,18 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         if analysed is not None:
             t1 = time.perf_counter()
             rows[-1]["analysis"] = analysis_of(variant, out / params, files.dev,
-                                               out / f"{name}.{scored_on}.analysis.json", *analysed)
+                                               out / f"{name}.{scored_on}.analysis.json", *analysed,
+                                               answered=(evaluation.scored, evaluation.recitations))
             stage_seconds["analysis"] = round(time.perf_counter() - t1, 1)
         write_results(out, rows, files, chosen, seed, scored_on, split,  # after each run: hours of work stay on record
                       shared_from)
 
-    def analysis_of(variant, params, questions, output, pretrained, calibrate_on=None) -> dict:
+    def analysis_of(variant, params, questions, output, pretrained, calibrate_on=None, answered=None) -> dict:
         from .analysis import run_analysis, summary_numbers
 
         result = run_analysis(variant, files.wiki, params, questions, chosen.model, files.train, output,
-                              device=device, recall_params_path=pretrained, calibrate_on=calibrate_on)
+                              device=device, recall_params_path=pretrained, calibrate_on=calibrate_on,
+                              answered=answered)
         return {"file": output.name, **summary_numbers(result)}
 
     def trained(run, params: Path, stage: str, finished=False, **options):
