@@ -56,6 +56,18 @@ def finetune_ds(pretrain_ds, corpus):
     return NameDataset(pretrain_ds, corpus.train)
 
 
+@pytest.fixture()
+def step_clock(monkeypatch):
+    """The trainer's clock advances 10 ms each time it is read (about once a step), so a time-limited run takes
+    the same steps however busy the machine is."""
+    from types import SimpleNamespace
+
+    from factlab import train
+
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: 0.01 * next(ticks)))
+
+
 def tiny_config(vocab_size: int, variant: str = "vanilla", **overrides) -> GPTConfig:
     options = {"block_size": BLOCK, **TINY, "variant": variant, "dropout": 0.0}
     if variant == "perceiver":

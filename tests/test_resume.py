@@ -205,7 +205,7 @@ def test_truncated_or_missing_state_is_one_line(tmp_path):
         state.load(path)
 
 
-def test_replay_rates_repeats_a_time_limited_run_exactly(finetune_ds, vocab, tmp_path):
+def test_replay_rates_repeats_a_time_limited_run_exactly(finetune_ds, vocab, tmp_path, step_clock):
     """A run stopped by the clock, whose rate followed the clock ("floor" under max_minutes), is replayed bit for
     bit from its metrics file: same seed, no time limit, the recorded rates and as many steps."""
     options = dict(max_epochs=10**6, batch_size=8, learning_rate=1e-3, final_tokens=10**12, warmup_tokens=0,

@@ -71,7 +71,7 @@ def test_schedule_follows_the_clock_further_along(tokens, time_used):
         assert learning_rate(config, tokens, time_used) == pytest.approx(6e-4)
 
 
-def test_time_limited_run_ends_on_the_decayed_rate(tmp_path, finetune_ds, vocab):
+def test_time_limited_run_ends_on_the_decayed_rate(tmp_path, finetune_ds, vocab, step_clock):
     """A run that the time limit stops long before final_tokens still decays its rate to near the floor."""
     model = make_model(tiny_config(len(vocab)))
     config = TrainConfig(max_epochs=10**6, batch_size=8, learning_rate=1e-3, final_tokens=10**12,

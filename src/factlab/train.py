@@ -367,23 +367,10 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             batch = {"targets": batch_targets, "inputs": int((x != PAD_ID).sum()), "examples": len(x),
                      "positions": x.numel()}  # for on_step
             tokens += batch["inputs"]
-            # Cut into passes on the CPU, where the lengths are read without waiting for a GPU.
-            passes = micro_batches(*shard(x, y, where), config.micro_batch)
             optimizer.zero_grad(set_to_none=True)
-            loss_sum = torch.zeros((), device=device)
-            for i, (xs, ys) in enumerate(passes):
-                if cuda:
-                    xs, ys = (t.pin_memory().to(device, non_blocking=True) for t in (xs, ys))
-                # DDP all-reduces the gradients in the last pass only; the earlier ones accumulate locally.
-                last = i == len(passes) - 1
-                with contextlib.nullcontext() if last or where.world_size == 1 else ddp.no_sync():
-                    with autocast:
-                        logits, _ = network(xs)
-                    part = F.cross_entropy(logits.float().flatten(0, 1), ys.flatten(), ignore_index=PAD_ID,
-                                           reduction="sum")
-                    # DDP averages gradients over ranks; scaling by world_size makes them those of the global mean.
-                    (part * (where.world_size / batch_targets)).backward()
-                loss_sum += part.detach()
+            # Cut into passes on the CPU, where the lengths are read without waiting for a GPU.
+            loss_sum = accumulate_gradients(network, ddp, micro_batches(*shard(x, y, where), config.micro_batch),
+                                            batch_targets, where, device, autocast)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_norm_clip)
             optimizer.step()
 
@@ -416,6 +403,27 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
                        seconds=round(elapsed, 2), final_loss=loss_value, stopped_early=stopped_early,
                        interrupted=interrupted, resumed_from_step=resumed_from)
+
+
+def accumulate_gradients(network, ddp: DistributedDataParallel | None, passes: list, batch_targets: int,
+                         where: Ranks, device: torch.device, autocast) -> torch.Tensor:
+    """Backpropagate one step's passes (this rank's micro-batches of the global batch) into the gradients of
+    the mean loss over the global batch's `batch_targets` targets; returns this rank's summed loss."""
+    loss_sum = torch.zeros((), device=device)
+    for i, (xs, ys) in enumerate(passes):
+        if device.type == "cuda":
+            xs, ys = (t.pin_memory().to(device, non_blocking=True) for t in (xs, ys))
+        # DDP all-reduces the gradients in the last pass only; the earlier ones accumulate locally.
+        last = i == len(passes) - 1
+        with contextlib.nullcontext() if last or ddp is None else ddp.no_sync():
+            with autocast:
+                logits, _ = network(xs)
+            part = F.cross_entropy(logits.float().flatten(0, 1), ys.flatten(), ignore_index=PAD_ID,
+                                   reduction="sum")
+            # DDP averages gradients over ranks; scaling by world_size makes them those of the global mean.
+            (part * (where.world_size / batch_targets)).backward()
+        loss_sum += part.detach()
+    return loss_sum
 
 
 def generators(where: Ranks, cuda: bool) -> tuple:
