@@ -7,14 +7,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import re
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import tiny_corpus
 from factlab import checkpoint
 from factlab.cli import main
+from factlab.statistics import mcnemar_exact
 
 TINY = ["--block_size", "128", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--device", "cpu"]
 TRAIN = ["--max_epochs", "1", "--batch_size", "32"]
@@ -334,3 +337,45 @@ def test_tensorboard_scalars_beside_the_jsonl(tmp_path, work, capsys, monkeypatc
                          *TRAIN, "--tb_expt_name", "second")
     assert code == 2 and err.count("\n") == 1 and "TensorBoard is not installed" in err
     assert not (tmp_path / "q.params").exists()
+
+
+def test_compare_scores_two_predictions_files_question_by_question(tmp_path, work, capsys):
+    """compare counts the questions both, either or neither file answers right and gives the exact McNemar
+    p-value of the disagreements; files of another length or questions without answers are one line."""
+    gold = [line.split("\t")[1] for line in work["dev"].read_text().splitlines()]
+    n = len(gold)
+    a = gold[:6] + ["Nowhere"] * (n - 6)  # right on the first 6
+    b = gold[:2] + ["Nowhere"] * 4 + gold[6:]  # right on the first 2 and on every one after the sixth
+    (tmp_path / "a.predictions").write_text("".join(p + "\n" for p in a))
+    (tmp_path / "b.predictions").write_text("".join(p + "\n" for p in b))
+    code, out, err = run(capsys, "compare", "--eval_corpus_path", work["dev"], tmp_path / "a.predictions",
+                         tmp_path / "b.predictions")
+    lines = out.splitlines()
+    assert code == 0 and err == "" and len(lines) == 4
+    assert lines[0].startswith(f"A {tmp_path / 'a.predictions'}: 6/{n} = ")
+    assert lines[2] == f"both right 2, only A 4, only B {n - 6}, neither 0"
+    assert f"p = {mcnemar_exact(4, n - 6):.3g}," in lines[3]
+    (tmp_path / "short.predictions").write_text("x\n")
+    code, out, err = run(capsys, "compare", "--eval_corpus_path", work["dev"], tmp_path / "a.predictions",
+                         tmp_path / "short.predictions")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"short.predictions: 1 predictions for {n} questions" in err
+    inputs = tmp_path / "inputs.tsv"
+    inputs.write_text("".join(f"Where was X{i} born?\n" for i in range(n)))
+    code, _, err = run(capsys, "compare", "--eval_corpus_path", inputs, tmp_path / "a.predictions",
+                       tmp_path / "b.predictions")
+    assert code == 2 and err.count("\n") == 1 and "inputs.tsv" in err
+
+
+@settings(max_examples=100, deadline=None)
+@given(only_a=st.integers(0, 60), only_b=st.integers(0, 60))
+def test_mcnemar_exact_is_the_binomial_tail_of_the_disagreements(only_a, only_b):
+    """Symmetric, 1 for an even split, and twice the smaller binomial tail (by direct sum of the outcomes'
+    probabilities) otherwise."""
+    p = mcnemar_exact(only_a, only_b)
+    assert p == mcnemar_exact(only_b, only_a) and 0 < p <= 1
+    n = only_a + only_b
+    tail = sum(math.comb(n, k) * 0.5 ** n for k in range(n + 1) if k <= min(only_a, only_b))
+    assert p == pytest.approx(min(1.0, 2 * tail))
+    assert (p == 1.0) >= (only_a == only_b)
+    assert mcnemar_exact(0, 10) == pytest.approx(2 / 1024)

@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_corpus_path", required=True)
     p.add_argument("--outputs_path")
 
+    p = verbs.add_parser("compare", help="score two predictions files on the same questions, question by question, "
+                         "with an exact McNemar test of whether they differ")
+    p.add_argument("--eval_corpus_path", required=True, help="the questions with their gold answers")
+    p.add_argument("predictions", nargs=2, metavar="PREDICTIONS", help="two predictions files, one answer a line")
+
     p = verbs.add_parser("split", help="hold out validation questions from a finetuning file (choose settings "
                          "on them, never on dev): writes OUT_DIR/train.tsv and OUT_DIR/validation.tsv")
     p.add_argument("--finetune_corpus_path", required=True, help="question<TAB>answer lines")
@@ -314,6 +319,13 @@ def run(args) -> int | None:
                   validation=args.validation,
                   analyze=args.analyze, calibrate=args.calibrate, scratch=not args.no_scratch,
                   pretrained_from=args.pretrained_from)
+        return
+    elif args.verb == "compare":
+        from .evaluate import compare, read_predictions
+
+        questions = experiment.read_questions(args.eval_corpus_path, require_answers=True)
+        a, b = (read_predictions(path, len(questions)) for path in args.predictions)
+        print("\n".join(compare(questions, a, b).lines(*args.predictions)))
         return
     elif args.verb == "split":
         train, held_out = experiment.split(args.finetune_corpus_path, args.out_dir, args.validation, args.seed)

@@ -1,13 +1,15 @@
-"""Exact-match scoring, the London baseline, abstention, and predictions files (one answer a line, as the course
-writes)."""
+"""Exact-match scoring, the London baseline, abstention, predictions files (one answer a line, as the course
+writes), and the paired comparison of two predictions files."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import write_text_atomic
+from . import FactlabError
 from .data import Question
+from .io import read_text, write_text_atomic
+from .statistics import mcnemar_exact, wilson_interval
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,46 @@ def london_baseline(questions: list[Question]) -> list[str]:
 
 def write_predictions(path: str | Path, predictions: list[str]) -> None:
     write_text_atomic(path, "".join(p + "\n" for p in predictions))
+
+
+def read_predictions(path: str | Path, n_questions: int) -> list[str]:
+    """A predictions file, one answer a line (an empty line is an empty answer); it must hold one a question."""
+    lines = read_text(path).splitlines()
+    if len(lines) != n_questions:
+        raise FactlabError(f"{path}: {len(lines)} predictions for {n_questions} questions")
+    return lines
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two predictions files scored on the same questions, question by question."""
+    total: int
+    both: int
+    only_a: int
+    only_b: int
+
+    @property
+    def p_value(self) -> float:
+        return mcnemar_exact(self.only_a, self.only_b)
+
+    def lines(self, a: str, b: str) -> list[str]:
+        def accuracy(correct):
+            low, high = wilson_interval(correct, self.total)
+            return f"{correct}/{self.total} = {100 * correct / self.total:.1f}% ({100 * low:.1f}–{100 * high:.1f}%)"
+
+        neither = self.total - self.both - self.only_a - self.only_b
+        return [f"A {a}: {accuracy(self.both + self.only_a)}", f"B {b}: {accuracy(self.both + self.only_b)}",
+                f"both right {self.both}, only A {self.only_a}, only B {self.only_b}, neither {neither}",
+                f"exact McNemar test (two-sided): p = {self.p_value:.3g}, the chance of a split of the "
+                f"{self.only_a + self.only_b} disagreements at least this uneven if A and B were equally good"]
+
+
+def compare(questions: list[Question], a: list[str], b: list[str]) -> Comparison:
+    right_a = [q.answer == p for q, p in zip(questions, a, strict=True)]
+    right_b = [q.answer == p for q, p in zip(questions, b, strict=True)]
+    return Comparison(len(questions), sum(x and y for x, y in zip(right_a, right_b)),
+                      sum(x and not y for x, y in zip(right_a, right_b)),
+                      sum(y and not x for x, y in zip(right_a, right_b)))
 
 
 def report(score_or_none: Score | None, outputs_path: str | Path | None) -> str:

@@ -71,6 +71,17 @@ def risk_coverage(confidences: list[float], correct: list[bool]) -> dict:
     }
 
 
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar test of two scorers on the same questions: the chance, if either were as likely
+    to be the one right where they disagree, of a split of the disagreements at least this uneven
+    (2 · P(X <= min) for X ~ Binomial(only_a + only_b, 1/2), capped at 1)."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def poisson_binomial_tail(probs: list[float], k: int) -> float:
     """P(X >= k) for X a sum of independent Bernoulli(p_i)."""
     dist = np.zeros(len(probs) + 1)
