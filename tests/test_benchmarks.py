@@ -208,9 +208,8 @@ def test_ab_steps_times_a_change_against_the_model_as_it_is(corpus_files, capsys
         ab_steps.main(["--data", data, "--change", "fused-qkv", "--steps", "2"])
 
 
-def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp_path, monkeypatch, capsys):
-    """A lever is a reproduction with --validation: its row is scored on the held-out questions, analysed, and
-    the table gathers every lever's folder."""
+def tiny_levers(monkeypatch):
+    """benchmarks/levers.py with a one-layer recipe "tiny" to base its levers on."""
     import levers
 
     from factlab import recipes
@@ -219,6 +218,13 @@ def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp
     tiny = Recipe("tiny", "for the tests", ModelOptions(block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0),
                   pretrain=Training(max_epochs=1, batch_size=32), finetune=Training(max_epochs=1, batch_size=32))
     monkeypatch.setitem(recipes.RECIPES, "tiny", tiny)
+    return levers
+
+
+def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp_path, monkeypatch, capsys):
+    """A lever is a reproduction with --validation: its row is scored on the held-out questions, analysed, and
+    the table gathers every lever's folder."""
+    levers = tiny_levers(monkeypatch)
     monkeypatch.setattr(levers, "LEVERS", {"base": ("tiny", [], "vanilla"),
                                            "lm": ("tiny", ["pretrain.objective=lm"], "vanilla"),
                                            "lm-ft": ("tiny", ["pretrain.objective=lm", "finetune.learning_rate=1e-3"],
@@ -249,14 +255,7 @@ def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp
 def test_levers_table_replaces_the_table_of_a_page_with_links_from_the_page(corpus_files, tmp_path, monkeypatch):
     """--doc PAGE puts the same table in a documentation page, its links relative to the page, and leaves the
     rest of the page as it was; a page without a lever table is refused in one line and left alone."""
-    import levers
-
-    from factlab import recipes
-    from factlab.recipes import ModelOptions, Recipe, Training
-
-    tiny = Recipe("tiny", "for the tests", ModelOptions(block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0),
-                  pretrain=Training(max_epochs=1, batch_size=32), finetune=Training(max_epochs=1, batch_size=32))
-    monkeypatch.setitem(recipes.RECIPES, "tiny", tiny)
+    levers = tiny_levers(monkeypatch)
     monkeypatch.setattr(levers, "LEVERS", {"base": ("tiny", [], "rope")})
     monkeypatch.setattr(levers, "VALIDATION_QUESTIONS", 10)
     data, out = str(corpus_files["wiki"].parent), tmp_path / "results" / "levers"
