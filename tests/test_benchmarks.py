@@ -148,8 +148,11 @@ def test_mixed_pretraining_sees_every_document_and_question_each_epoch(corpus_fi
     assert checkpoint.read_config(again)[0] == config and checkpoint.read_config(again)[2]["from"] == str(out)
 
 
-def test_trainer_options_reports_each_option_set_against_the_first(corpus_files, capsys):
+def test_trainer_options_reports_each_option_set_against_the_first(corpus_files, capsys, step_clock):
     import trainer_options
+
+    # the steady clock gives each option set the same steps however busy the machine is (under load the
+    # machine's clock gave one step, fewer than the one skipped)
 
     data = str(corpus_files["wiki"].parent)
     size = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "16", "--skip-steps", "1"]
