@@ -57,8 +57,12 @@ def factlab(args: list[str], cwd, nproc: int = 1) -> None:
 @pytest.mark.parametrize("verb, micro_batch", [("pretrain", None), ("finetune", None), ("pretrain", 3)])
 def test_two_gloo_processes_match_one(tmp_path, corpus_files, verb, micro_batch):
     """With --micro_batch each rank accumulates its shard in passes and all-reduces in the last one only
-    (DDP's no_sync): still the one process's step. The one process computes in passes too, since a sum taken in
-    another order rounds differently (about 2e-5 in head.weight after these 8 steps), which Adam carries on."""
+    (DDP's no_sync): still the one process's step. The one process computes in passes too, yet its passes split the
+    global batch differently from the ranks' (15 rows: 3+3+3+3+3 against 3+3+2 and 3+3+1), and a float32 sum taken
+    in another order rounds differently. Adam scales every update to about the learning rate whatever the gradient's
+    size, so that last-bit rounding is carried on: 2.1e-5 in one element of head.weight after these 8 steps on an AMD
+    EPYC (AVX2), under 1e-5 on an AVX512 Xeon. A wrong step (an example missed or counted twice) moves parameters
+    by the learning rate's order, 3e-3, and changes the logged tokens."""
     extra = ["--finetune_corpus_path", str(corpus_files["train"])] if verb == "finetune" else []
     passes = [] if micro_batch is None else ["--micro_batch", str(micro_batch)]
     common = [verb, "vanilla", str(corpus_files["wiki"]), "--max_epochs", "2", *extra, *TINY_CLI, *passes]
@@ -67,8 +71,9 @@ def test_two_gloo_processes_match_one(tmp_path, corpus_files, verb, micro_batch)
 
     one, two = load_file(tmp_path / "one.params"), load_file(tmp_path / "two.params")
     assert one.keys() == two.keys()
+    atol = 1e-5 if micro_batch is None else 1e-4  # rounding only: 30 times below one update of 3e-3
     for name in one:
-        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=atol, msg=name)
     steps = [json.loads(line) for line in (tmp_path / "one.params.metrics.jsonl").read_text().splitlines()]
     steps2 = [json.loads(line) for line in (tmp_path / "two.params.metrics.jsonl").read_text().splitlines()]
     # Rank 0 logs the global batch: the same steps, the same tokens (each example once per epoch), the same loss.
