@@ -13,7 +13,7 @@ from conftest import make_model, quick_train, tiny_config
 from factlab.data import collate
 from factlab import FactlabError
 from factlab.model import VARIANTS
-from factlab.train import TrainConfig, learning_rate, micro_batches, train
+from factlab.train import TrainConfig, learning_rate, micro_batches, train, uses_bf16, uses_tf32
 
 PROPERTY = settings(max_examples=50, deadline=None)
 
@@ -209,6 +209,14 @@ def test_bf16_precision_on_cpu_autocasts_the_forward_and_still_learns(finetune_d
     assert after < 0.75 * before, (before, after)
     for default in ("auto", "fp32"):
         assert linear_dtypes(default)[0] == {torch.float32}
+
+
+def test_tf32_goes_with_autocast_and_fp32_means_fp32():
+    """On a GPU, "auto" and "bf16" allow TF32 matmuls; "fp32" (the course recipe's) computes as the course's code."""
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert [uses_tf32(p, cuda) for p in ("auto", "bf16", "fp32")] == [True, True, False]
+    assert [uses_bf16(p, cuda) for p in ("auto", "bf16", "fp32")] == [True, True, False]
+    assert not any(uses_tf32(p, cpu) or uses_bf16(p, cpu) for p in ("auto", "fp32"))
 
 
 def test_unknown_precision_is_one_clear_error(finetune_ds, vocab):

@@ -68,8 +68,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save_every_minutes", type=float, default=10.0, metavar="M",
                    help="save the training state every M minutes (default 10; fractions allowed)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long GPU runs)")
-    g.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or fp32 (default auto: bf16 on a GPU, "
-                   "fp32 on a CPU; bf16 is faster on CPUs with avx512_bf16 or AMX, far slower on others)")
+    g.add_argument("--precision", choices=PRECISIONS, help="bf16 autocast or fp32 (default: the recipe's; course: fp32, "
+                   "the CPU recipes: auto, bf16 on a GPU and fp32 on a CPU; bf16 is faster on CPUs with "
+                   "avx512_bf16 or AMX, far slower on others)")
     g.add_argument("--tb_expt_name", help="also write the per-step metrics for TensorBoard to "
                    "expt/VERB/NAME_VARIANT (the course's `tensorboard --logdir expt/`; needs the tensorboard "
                    "extra); PARAMS.metrics.jsonl is written either way")

@@ -23,8 +23,9 @@ position costs as much as a real one, 16 rows train the course's batches 1.9x fa
 A run can be stopped and resumed exactly (state.py): with a state path it saves its training state every
 `save_every_minutes` and whenever it stops; SIGINT and SIGTERM stop it after the current step.
 
-On a GPU it trains in bf16 autocast with TF32 matmuls, fused AdamW and pinned-memory batches (`compile=True` adds
-torch.compile). On a CPU it trains in fp32 unless `precision="bf16"`: CPUs with native bf16 instructions
+On a GPU, with `precision="auto"` or "bf16", it trains in bf16 autocast with TF32 matmuls; with "fp32" in fp32
+without TF32, as the course's code does in today's PyTorch. Either way it uses fused AdamW and pinned-memory batches
+(`compile=True` adds torch.compile). On a CPU it trains in fp32 unless `precision="bf16"`: CPUs with native bf16 instructions
 (avx512_bf16, AMX) run it much faster, others far slower, and it changes the numerics, so it is the user's choice. Under `torchrun` it is DistributedDataParallel: every rank draws the same global batch and trains
 on its share of the rows, so a run on N processes takes the same steps as one process with the same global batch.
 """
@@ -155,6 +156,11 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     if precision not in PRECISIONS:
         raise FactlabError(f"precision {precision!r}: unknown (known: {', '.join(PRECISIONS)})")
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def uses_tf32(precision: str, device: torch.device) -> bool:
+    """TF32 matmuls go with autocast: "fp32" asks for true fp32, which is what the course's code computes."""
+    return device.type == "cuda" and precision != "fp32"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -294,7 +300,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     where = ranks(device)
     cuda = device.type == "cuda"
     if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = uses_tf32(config.precision, device)
     model.to(device).train()
     optimizer = adamw(model, config, fused=cuda)
     recorded = recorded_rates(config.replay_rates) if config.replay_rates else None
