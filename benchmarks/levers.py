@@ -62,6 +62,10 @@ LEVERS = {
     "recite-mix-width-192": ("cpu-recite", ["pretrain.objective=mix", "model.n_embd=192", "model.n_head=6"],
                              "vanilla"),
     "recite-mix-depth-6": ("cpu-recite", ["pretrain.objective=mix", "model.n_layer=6"], "vanilla"),
+    # salient span masking (data.salient_spans): half the span-corruption draws mask a capitalised run, a place
+    "recite-mix-salient-0.5": ("cpu-recite", ["pretrain.objective=mix", "pretrain.salient_share=0.5"], "vanilla"),
+    "direct-mix-salient-0.5": ("cpu-fast", ["pretrain.objective=mix", "pretrain.salient_share=0.5"], "vanilla"),
+    "direct-salient-0.5": ("cpu-fast", ["pretrain.salient_share=0.5"], "vanilla"),
     # the course's dropout; Part 3.3 trains without, as cpu-recite does
     "recite-mix-dropout-0.1": ("cpu-recite", ["pretrain.objective=mix", "model.dropout=0.1"], "vanilla"),
     "direct": ("cpu-fast", [], "vanilla"),

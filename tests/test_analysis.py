@@ -452,6 +452,10 @@ def test_pretraining_exposures_count_the_draws_that_held_each_place():
     mostly_lm = {"pretraining": {"objective": "mix", "span_share": 0.1}, "result": {"epochs_done": 300.0}}
     assert pretraining_exposures(index, questions[:1], mostly_lm, 128) == [
         round(300 * chance_draw_holds(rome_ends, 128, "mix", 0.1), 1)]
+    salient = {"pretraining": {"objective": "span", "salient_share": 0.5}, "result": {"epochs_done": 300.0}}
+    assert pretraining_exposures(index, questions[:2], salient, 128) == [  # Rome is salient; Bob's has none in reach
+        round(300 * chance_draw_holds(rome_ends, 128, "span", salient_share=0.5), 1), 0.0]
+    assert chance_draw_holds(rome_ends, 128, "span", salient_share=0.5) > chance_draw_holds(rome_ends, 128, "span")
     assert pretraining_exposures(index, questions[:1], {"result": {"epochs_done": 10.0}}, 128) == [
         round(10 * chance_draw_holds(33, 128, "span"), 1)]  # a checkpoint of before the objectives: span
     records = [{"exposures": e, "correct": c, "recall_probed": p, "recalled": r}

@@ -10,8 +10,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from factlab import FactlabError
-from factlab.data import (CharCorruptionDataset, chance_draw_holds, NameDataset, Question, QuestionMixture, collate, epoch_batches,
-                          length_grouped_batches, parse_questions, validation_split)
+from factlab.data import (MIX_SPAN_SHARE, CharCorruptionDataset, NameDataset, Question, QuestionMixture,
+                          chance_draw_holds, collate, epoch_batches, length_grouped_batches, longest_span_draw,
+                          parse_questions, salient_spans, validation_split)
 from factlab.io import read_text
 from factlab.synthetic import generate
 from factlab.vocab import MASK_CHAR, PAD_ID
@@ -371,6 +372,61 @@ def test_span_objective_draws_as_the_course_does_and_mix_draws_both(corpus_files
     for share in (0, 1):
         with pytest.raises(FactlabError, match=f"span share {share}: must be between 0 and 1"):
             CharCorruptionDataset(text, 64, objective="mix", span_share=share)
+
+
+def test_salient_spans_are_runs_of_capitalised_words_other_than_the_persons_name():
+    doc = "Ann Lee. Born in Glasgow, Lee met Bo Ek in Columbus, Ohio and Łódź on 3 May in New York City ."
+    assert [doc[a:b] for a, b in salient_spans(doc, len(doc))] == ["Glasgow", "Bo Ek", "Columbus, Ohio", "Łódź",
+                                                                  "May", "New York City"]
+    assert [doc[a:b] for a, b in salient_spans(doc, doc.index("York") + 2)] == ["Glasgow", "Bo Ek",
+                                                                                "Columbus, Ohio", "Łódź", "May"]
+    assert [doc[a:b] for a, b in salient_spans(doc, doc.index("Ohio") + 4)][-1] == "Columbus, Ohio"
+    assert salient_spans("Ann Lee. He was born in a town .", 64) == ()
+
+
+def test_salient_masking_masks_one_salient_span_and_keeps_the_rest(corpus_files):
+    """With salient_share 1 every draw of a document with salient spans is its first longest_span_draw
+    characters with one such span moved behind the second ⁇; each span is drawn; documents without one fall back
+    to the course's random span; share 0 draws the course's random numbers."""
+    doc = "Ann Lee. Ann Lee was born in Oslo and met Bo Ek in Rome in the spring of that year, by the sea ."
+    block = 64
+    dataset = CharCorruptionDataset(doc + "\n", block, salient_share=1.0)
+    kept = doc[:longest_span_draw(block)]
+    seen = set()
+    for seed in range(60):
+        prefix, suffix, masked = dataset.draw(doc, random.Random(seed)).split(MASK_CHAR)
+        assert prefix + masked + suffix == kept and prefix.endswith(" ") and masked in ("Oslo", "Bo Ek", "Rome")
+        seen.add(masked)
+    assert seen == {"Oslo", "Bo Ek", "Rome"}
+    plain = "Ann Lee. he was born in a town by the sea ."
+    after_coin = random.Random(3)
+    after_coin.random()  # the draw's salient-or-not coin comes first
+    assert CharCorruptionDataset(plain + "\n", block, salient_share=1.0).draw(plain, random.Random(3)) == \
+        dataset.corrupt(plain, after_coin)
+    text = corpus_files["wiki"].read_text(encoding="utf-8")
+    course, off = CharCorruptionDataset(text, 64), CharCorruptionDataset(text, 64, salient_share=0.0)
+    rng_a, rng_b = random.Random(5), random.Random(5)
+    assert all(off.draw(d, rng_a) == course.corrupt(d, rng_b) for d in course.data)
+    for share, objective in ((1.5, "span"), (-0.1, "mix"), (0.5, "lm")):
+        with pytest.raises(FactlabError, match=f"salient share {share}: must be between 0 and 1"):
+            CharCorruptionDataset(text, 64, objective=objective, salient_share=share)
+
+
+@pytest.mark.parametrize("objective,salient_share", [("span", 0.5), ("span", 1.0), ("mix", 0.3)])
+def test_chance_draw_holds_counts_salient_draws(objective, salient_share):
+    """A salient draw keeps the first longest_span_draw characters: the exact chance against 4,000 draws."""
+    block = 32
+    document = "Ann Lee. Born in Oslo, Ann Lee lived by the sea for many years ."
+    dataset = CharCorruptionDataset(document + "\n", block, objective=objective, salient_share=salient_share)
+    rng = random.Random(0)
+    draws = [dataset.draw(document, rng) for _ in range(4000)]
+    for end in (4, 20, 28, 29, 33):
+        p = chance_draw_holds(end, block, objective, MIX_SPAN_SHARE, salient_share)
+        share = sum(holds_prefix(text, document[:end]) for text in draws) / len(draws)
+        assert abs(share - p) <= 4 * (p * (1 - p) / len(draws)) ** 0.5 + 1e-9, (objective, end, p, share)
+    assert chance_draw_holds(28, block, "span", salient_share=1.0) == 1.0
+    assert chance_draw_holds(28, block, "span", salient_share=1.0, salient=False) == chance_draw_holds(28, block,
+                                                                                                      "span")
 
 
 def test_question_mixture_makes_its_share_of_every_epoch(corpus_files):

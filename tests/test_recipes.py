@@ -134,6 +134,13 @@ def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, cor
     assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--objective", "mix",
                         "--span_share", "1"]) == 2
     assert "span_share=1.0: must be below 1" in capsys.readouterr().err
+    assert main(base + ["--writing_params_path", str(tmp_path / "salient.params"), "--salient_share", "0.5"]) == 0
+    assert read_config(tmp_path / "salient.params")[2]["pretraining"] == {"objective": "span", "salient_share": 0.5}
+    capsys.readouterr()
+    assert main(base + ["--writing_params_path", str(tmp_path / "x.params"), "--objective", "lm",
+                        "--salient_share", "0.5"]) == 2
+    assert "salient share 0.5: must be between 0 and 1, with the objective span or mix (not lm)" in \
+        capsys.readouterr().err
     assert not (tmp_path / "x.params").exists()
 
 

@@ -109,7 +109,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import FactlabError, checkpoint, experiment
-from .data import MIX_SPAN_SHARE, CorpusIndex, Question, chance_draw_holds, question_name
+from .data import (MIX_SPAN_SHARE, CorpusIndex, Question, chance_draw_holds, longest_span_draw, question_name,
+                   salient_spans)
 from .decode import Scored, answer_questions
 from .formats import DIRECT, FORMATS, RECITE, checkpoint_format
 from .io import read_json, read_text, write_text_atomic
@@ -183,13 +184,17 @@ def pretraining_exposures(index: CorpusIndex, questions: list[Question], pretrai
     the person names the place."""
     pretraining = pretrained_info.get("pretraining", {})
     objective, span_share = pretraining.get("objective", "span"), pretraining.get("span_share", MIX_SPAN_SHARE)
+    salient_share = pretraining.get("salient_share", 0.0)
     epochs = pretrained_info["result"]["epochs_done"]
     counts: list[float | None] = []
     for q in questions:
         found = index.place_in_document(question_name(q.question), q.answer or "", 10**9)
-        counts.append(None if found is None else
-                      round(epochs * chance_draw_holds(found[1] + len(q.answer), block_size, objective,
-                                                          span_share), 1))
+        if found is None:
+            counts.append(None)
+            continue
+        salient = bool(salient_spans(found[0], longest_span_draw(block_size)))
+        counts.append(round(epochs * chance_draw_holds(found[1] + len(q.answer), block_size, objective,
+                                                       span_share, salient_share, salient), 1))
     return counts
 
 

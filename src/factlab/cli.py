@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "either, at random, at every draw")
             g.add_argument("--span_share", type=float, metavar="F", help="with --objective mix: the chance that a "
                            "draw is span corruption rather than language modelling (default 0.5)")
+            g.add_argument("--salient_share", type=float, metavar="F", help="the chance that a span-corruption "
+                           "draw masks a salient span (a run of capitalised words: a place, a name) instead of a "
+                           "random one (default 0: the course's random spans)")
             g.add_argument("--mix_questions", metavar="TSV", help="question<TAB>answer lines to mix into "
                            "pretraining, in the course's answer format (with --question_share)")
             g.add_argument("--question_share", type=float, metavar="F", help="the share of every epoch's examples "

@@ -9,6 +9,7 @@ only to its longest member, so no compute goes to padding.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections import defaultdict
@@ -154,18 +155,59 @@ def longest_span_draw(block_size: int) -> int:
     return int(block_size * 7 / 8)
 
 
-def chance_draw_holds(end: int, block_size: int, objective: str, span_share: float = MIX_SPAN_SHARE) -> float:
+def chance_draw_holds(end: int, block_size: int, objective: str, span_share: float = MIX_SPAN_SHARE,
+                      salient_share: float = 0.0, salient: bool = True) -> float:
     """The chance that one pretraining draw of a document (at least `end` characters long) holds all of its
     first `end` characters: a fact there, a birthplace say, is in the text the model trains on. Span corruption
-    keeps a prefix of uniform length in [4, longest_span_draw] (its span only moves within it); "lm" keeps the
-    first block_size characters; "mix" is span corruption with chance span_share, else "lm". A fact beyond both is
-    never seen, however long the training."""
+    keeps a prefix of uniform length in [4, longest_span_draw] (its span only moves within it), or with chance
+    salient_share, where the document has a salient span (`salient`), masks one and keeps longest_span_draw
+    characters; "lm" keeps the first block_size characters; "mix" is span corruption with chance span_share, else
+    "lm". A fact beyond both is never seen, however long the training."""
     if objective not in OBJECTIVES:
         raise FactlabError(f"objective {objective!r}: unknown (known: {', '.join(OBJECTIVES)})")
     longest = longest_span_draw(block_size)
     span = max(0, longest - max(end, 4) + 1) / (longest - 3)
+    if salient:
+        span = salient_share * float(end <= longest) + (1 - salient_share) * span
     lm = float(end <= block_size)
     return {"span": span, "lm": lm, "mix": span_share * span + (1 - span_share) * lm}[objective]
+
+
+# Salient span masking (Guu et al., "REALM", 2020; Roberts et al., "How Much Knowledge Can You Pack into the
+# Parameters of a Language Model?", 2020): a span-corruption draw may mask a run of capitalised words (a place, a
+# name, a month) instead of a random span, so the model practises filling in the facts a question asks for.
+_WORD = re.compile(r"[^\s,.;:()\[\]]+")
+
+
+@functools.lru_cache(maxsize=None)
+def salient_spans(document: str, limit: int) -> tuple[tuple[int, int], ...]:
+    """The (start, end) of every run of capitalised words (joined by " " or ", ") in the document's first `limit`
+    characters after its title ("Name. "), except runs made only of the title's words (the person's own name)
+    and a single capitalised word that opens the sentence ("Born", "He"); a run that a word cut by the limit would continue is left out.
+    Unsupervised: no answer is read."""
+    title_end = document.find(". ") + 2 if ". " in document else 0
+    title_words = set(_WORD.findall(document[:title_end]))
+    runs: list[list[int]] = []
+    for word in _WORD.finditer(document, title_end):
+        if not word[0][0].isupper():
+            continue
+        joiner = document[runs[-1][1]:word.start()] if runs else None
+        joins = joiner == " " or (joiner == ", " and word[0] not in title_words)  # "Columbus, Ohio", not "Glasgow, Lee"
+        if word.end() > limit:
+            if joins:  # "New" of a cut "New York" is not a name
+                runs.pop()
+            break
+        if joins:
+            runs[-1][1] = word.end()
+        else:
+            runs.append([word.start(), word.end()])
+    spans = []
+    for start, end in runs:
+        words = _WORD.findall(document[start:end])
+        if all(w in title_words for w in words) or (start == title_end and len(words) == 1):
+            continue
+        spans.append((start, end))
+    return tuple(spans)
 
 
 class CharCorruptionDataset:
@@ -177,14 +219,18 @@ class CharCorruptionDataset:
     """
 
     def __init__(self, data: str, block_size: int, seed: int | None = None, source: str = "corpus",
-                 objective: str = "span", span_share: float = MIX_SPAN_SHARE):
+                 objective: str = "span", span_share: float = MIX_SPAN_SHARE, salient_share: float = 0.0):
         if block_size < 9:  # below 9, int(7/8 * block_size) characters and two ⁇ overflow the block
             raise FactlabError(f"block size {block_size} is too small for span corruption (at least 9)")
         if objective not in OBJECTIVES:
             raise FactlabError(f"objective {objective!r}: unknown (known: {', '.join(OBJECTIVES)})")
         if not 0 < span_share < 1:
             raise FactlabError(f"span share {span_share}: must be between 0 and 1 (objective mix)")
+        if not 0 <= salient_share <= 1 or (salient_share and objective == "lm"):
+            raise FactlabError(f"salient share {salient_share}: must be between 0 and 1, with the objective span "
+                               f"or mix (not {objective})")
         self.block_size, self.objective, self.span_share = block_size, objective, span_share
+        self.salient_share = salient_share
         self.vocab = Vocab.from_text(data, source)
         self.stoi, self.itos = self.vocab.stoi, dict(enumerate(self.vocab.itos))
         self.vocab_size = len(self.vocab)
@@ -203,14 +249,32 @@ class CharCorruptionDataset:
         prefix, masked, suffix = truncated[:start], truncated[start : start + masked_len], truncated[start + masked_len :]
         return prefix + MASK_CHAR + suffix + MASK_CHAR + masked
 
+    def mask_salient(self, document: str, rng: random.Random) -> str | None:
+        """The document's first longest_span_draw characters with one of their salient spans, chosen uniformly,
+        masked and moved to the end; None if they have none."""
+        longest = longest_span_draw(self.block_size)
+        spans = salient_spans(document, longest)
+        if not spans:
+            return None
+        start, end = spans[rng.randrange(len(spans))]
+        truncated = document[:longest]
+        return truncated[:start] + MASK_CHAR + truncated[end:] + MASK_CHAR + truncated[start:end]
+
     def draw(self, document: str, rng: random.Random) -> str:
-        """One training text of a document under the objective: "span" (the course's) corrupts it; "lm" is its
-        first block_size characters, read from position 0 as a recitation starts; "mix" is span corruption with
-        chance span_share, else "lm". ("span" draws exactly the random numbers the course's dataset draws.)"""
+        """One training text of a document under the objective: "span" (the course's) corrupts it, masking a
+        salient span with chance salient_share; "lm" is its first block_size characters, read from position 0 as
+        a recitation starts; "mix" is span corruption with chance span_share, else "lm". ("span" without salient
+        spans draws exactly the random numbers the course's dataset draws.)"""
         objective = self.objective
         if objective == "mix":
             objective = "span" if rng.random() < self.span_share else "lm"
-        return self.corrupt(document, rng) if objective == "span" else document[: self.block_size]
+        if objective == "lm":
+            return document[: self.block_size]
+        if self.salient_share and rng.random() < self.salient_share:
+            masked = self.mask_salient(document, rng)
+            if masked is not None:
+                return masked
+        return self.corrupt(document, rng)
 
     def example(self, idx: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
         """Unpadded (x, y) for one fresh draw of document idx."""

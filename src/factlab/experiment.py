@@ -24,9 +24,9 @@ from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_devic
 
 
 def pretraining_dataset(corpus_path, block_size: int, objective: str = "span",
-                        span_share: float = MIX_SPAN_SHARE) -> CharCorruptionDataset:
+                        span_share: float = MIX_SPAN_SHARE, salient_share: float = 0.0) -> CharCorruptionDataset:
     return CharCorruptionDataset(read_text(corpus_path), block_size, source=str(corpus_path), objective=objective,
-                                 span_share=span_share)
+                                 span_share=span_share, salient_share=salient_share)
 
 
 def check_output_path(path) -> None:
@@ -81,7 +81,7 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
              training: Training = Training(), seed: int = 0, device: str = "auto",
              control: RunControl = RunControl(), questions_path=None) -> TrainResult:
     """`training` is layered over the course's pretraining settings (recipes.COURSE). Its objective says how
-    each document is drawn (data.OBJECTIVES; span_share weighs "mix"); with a question_share above 0 the
+    each document is drawn (data.OBJECTIVES; span_share weighs "mix", salient_share masks salient spans); with a question_share above 0 the
     questions of `questions_path` (in the course's answer format) make that share of every epoch
     (data.QuestionMixture), and the cosine's epochs are epochs of that mixture."""
     check_output_path(writing_params_path)
@@ -91,10 +91,12 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
         raise FactlabError(f"span_share {settings.span_share}: applies to the objective mix only, not "
                            f"{settings.objective}")
     span_share = MIX_SPAN_SHARE if settings.span_share is None else settings.span_share
-    corpus = pretraining_dataset(corpus_path, config.block_size, settings.objective, span_share)
+    salient_share = settings.salient_share or 0.0
+    corpus = pretraining_dataset(corpus_path, config.block_size, settings.objective, span_share, salient_share)
     config = replace(config, vocab_size=corpus.vocab_size)
     data = {"corpus": state.fingerprint(corpus_path), "objective": settings.objective,
-            **({"span_share": span_share} if settings.objective == "mix" else {})}
+            **({"span_share": span_share} if settings.objective == "mix" else {}),
+            **({"salient_share": salient_share} if salient_share else {})}
     examples = corpus
     if settings.question_share > 0:
         if questions_path is None:

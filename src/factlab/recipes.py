@@ -76,11 +76,12 @@ _TRAINING_TYPES = {"max_epochs": (int, True), "batch_size": (int, True), "learni
                    "precision": (str, False), "compile": (bool, False), "lr_schedule": (str, False),
                    "weight_decay_groups": (str, False), "replay_rates": (str, False),
                    "objective": (str, False), "question_share": (float, False), "span_share": (float, True),
+                   "salient_share": (float, False),
                    "batching": (str, False), "micro_batch": (int, True)}
 _CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS,
             "objective": OBJECTIVES, "batching": BATCHINGS}
 # Settings of what pretraining reads rather than of the trainer (experiment.pretrain applies them).
-DATA_SETTINGS = ("objective", "question_share", "span_share")
+DATA_SETTINGS = ("objective", "question_share", "span_share", "salient_share")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class Training:
     objective: str | None = None  # pretraining: "span" (the course's), "lm" or "mix" (data.OBJECTIVES)
     question_share: float | None = None  # pretraining: the share of each epoch that is training questions
     span_share: float | None = None  # pretraining with objective "mix": the chance a draw is span corruption
+    salient_share: float | None = None  # the chance a span-corruption draw masks a salient span (data.py)
     batching: str | None = None  # "course" (file order) or "length" (data.epoch_batches)
     micro_batch: int | None = None  # rows per forward/backward pass; the same gradient (train.TrainConfig)
 
@@ -118,6 +120,8 @@ class Training:
             raise FactlabError(f"training option question_share={self.question_share!r}: must be below 1")
         if self.span_share is not None and not self.span_share < 1:
             raise FactlabError(f"training option span_share={self.span_share!r}: must be below 1")
+        if self.salient_share is not None and not self.salient_share <= 1:
+            raise FactlabError(f"training option salient_share={self.salient_share!r}: must be at most 1")
 
     def overridden_by(self, other: Training) -> Training:
         return replace(self, **self._set(other))
