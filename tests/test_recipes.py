@@ -19,10 +19,9 @@ def test_course_hyperparameters():
     assert (pre.betas, pre.weight_decay, pre.grad_norm_clip) == ((0.9, 0.95), 0.1, 1.0)
     assert (pre.lr_schedule, pre.weight_decay_groups, pre.batching, pre.micro_batch) == ("course", "course",
                                                                                         "course", None)
-    assert pre.precision == "fp32"  # the course's code has no autocast, on a GPU either
     for stage, epochs in (("scratch", 75), ("finetune", 10)):
         fine = train_config(stage, Training(), 1000, 128)
-        assert (fine.max_epochs, fine.batch_size, fine.learning_rate, fine.precision) == (epochs, 256, 6e-4, "fp32")
+        assert (fine.max_epochs, fine.batch_size, fine.learning_rate) == (epochs, 256, 6e-4)
         assert (fine.warmup_tokens, fine.final_tokens) == (512 * 20, 200 * 1000 * 128)
     assert train_config("pretrain", Training(max_epochs=2), 10, 64, seed=3).max_epochs == 2
     assert train_config("pretrain", Training(decay_epochs=350), 10, 64).final_tokens == 350 * 10 * 64
@@ -32,7 +31,9 @@ def test_course_hyperparameters():
 def test_course_recipe_is_the_default():
     assert recipe(None) is RECIPES["course"]
     for stage in COURSE:
-        assert RECIPES["course"].resolved(stage) == (ModelOptions(), Training())
+        # the course's code has no autocast, on a GPU either; the CPU recipes keep the trainer's "auto"
+        assert RECIPES["course"].resolved(stage) == (ModelOptions(), Training(precision="fp32"))
+        assert RECIPES["cpu-fast"].resolved(stage)[1].precision is None
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -66,7 +67,7 @@ def test_command_line_layers_over_the_recipe():
     assert (training.batch_size, training.lr_schedule, training.max_minutes) == (64, "floor", 54)
     plain = parse_command_line(["finetune", "vanilla", "wiki.txt", "--writing_params_path", "p",
                                 "--finetune_corpus_path", "t.tsv"])
-    assert resolved(plain, "scratch") == (ModelOptions(), Training())
+    assert resolved(plain, "scratch") == (ModelOptions(), Training(precision="fp32"))
 
 
 def test_cpu_recipes_name_factlabs_trainer_options():
@@ -75,8 +76,7 @@ def test_cpu_recipes_name_factlabs_trainer_options():
     for name in ("cpu-fast", "cpu-recite"):
         for stage in COURSE:
             t = RECIPES[name].stage(stage)
-            assert (t.lr_schedule, t.weight_decay_groups, t.batching, t.precision) == ("floor", "matmul", "length",
-                                                                                     "auto")
+            assert (t.lr_schedule, t.weight_decay_groups, t.batching) == ("floor", "matmul", "length")
     assert RECIPES["cpu-recite"].answer_format == "recite" and RECIPES["cpu-fast"].answer_format == "direct"
 
 
