@@ -183,8 +183,8 @@ _WORD = re.compile(r"[^\s,.;:()\[\]]+")
 def salient_spans(document: str, limit: int) -> tuple[tuple[int, int], ...]:
     """The (start, end) of every run of capitalised words (joined by " " or ", ") in the document's first `limit`
     characters after its title ("Name. "), except runs made only of the title's words (the person's own name)
-    and a single capitalised word that opens the sentence ("Born", "He"); a run that a word cut by the limit would continue is left out.
-    Unsupervised: no answer is read."""
+    and a single capitalised word that opens the sentence ("Born", "He"); a run that a word cut by the limit
+    would continue is left out. Unsupervised: no answer is read."""
     title_end = document.find(". ") + 2 if ". " in document else 0
     title_words = set(_WORD.findall(document[:title_end]))
     runs: list[list[int]] = []
@@ -192,7 +192,8 @@ def salient_spans(document: str, limit: int) -> tuple[tuple[int, int], ...]:
         if not word[0][0].isupper():
             continue
         joiner = document[runs[-1][1]:word.start()] if runs else None
-        joins = joiner == " " or (joiner == ", " and word[0] not in title_words)  # "Columbus, Ohio", not "Glasgow, Lee"
+        # "Columbus, Ohio" is one run, "Glasgow, Lee" (Lee of the title) is not
+        joins = joiner == " " or (joiner == ", " and word[0] not in title_words)
         if word.end() > limit:
             if joins:  # "New" of a cut "New York" is not a name
                 runs.pop()

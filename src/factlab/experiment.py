@@ -81,8 +81,9 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
              training: Training = Training(), seed: int = 0, device: str = "auto",
              control: RunControl = RunControl(), questions_path=None) -> TrainResult:
     """`training` is layered over the course's pretraining settings (recipes.COURSE). Its objective says how
-    each document is drawn (data.OBJECTIVES; span_share weighs "mix", salient_share masks salient spans); with a question_share above 0 the
-    questions of `questions_path` (in the course's answer format) make that share of every epoch
+    each document is drawn (data.OBJECTIVES; span_share weighs "mix", salient_share masks salient spans); with
+    a question_share above 0 the questions of `questions_path` (in the course's answer format) make that share of
+    every epoch
     (data.QuestionMixture), and the cosine's epochs are epochs of that mixture."""
     check_output_path(writing_params_path)
     settings = COURSE["pretrain"].overridden_by(training)
