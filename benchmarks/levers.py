@@ -10,8 +10,9 @@ Each lever is `factlab reproduce --validation 400 --analyze --no_scratch --resum
 scores the 400, never dev. A run stopped midway goes on where it was when run again. The table gathers every
 OUT/*/results.json: validation accuracy with its 95% interval, the facts the pretrained model recalls, the
 accuracy at 50% coverage, the ECE, the pretraining epochs (how often each biography was seen), how many of those
-draws held the birthplace (span corruption truncates most biographies before it), the times and the training
-speed, which says what the hour was worth on the machine (its CPU kernels: AVX512 machines train faster).
+draws held the birthplace (span corruption truncates most biographies before it), the times (a distilling
+lever's include its teacher's finetuning and the labelling) and the training speed, which says what the hour
+was worth on the machine (its CPU kernels: AVX512 machines train faster).
 Run the levers one at a time on an otherwise quiet machine: the CPU recipes stop pretraining by the clock.
 """
 
@@ -68,6 +69,15 @@ LEVERS = {
     "direct-salient-0.5": ("cpu-fast", ["pretrain.salient_share=0.5"], "vanilla"),
     # the course's dropout; Part 3.3 trains without, as cpu-recite does
     "recite-mix-dropout-0.1": ("cpu-recite", ["pretrain.objective=mix", "model.dropout=0.1"], "vanilla"),
+    # self-distillation into the course's format (distill.py): cpu-best's recitation model labels every other
+    # person of wiki.txt, the validation people among them; on recite-mix's pretraining, minutes each
+    "distill-mix": ("cpu-distill", [], "vanilla"),
+    "distill-mix-ft-lr-1e-4": ("cpu-distill", ["finetune.learning_rate=1e-4"], "vanilla"),
+    "distill-mix-ft-lr-1e-3": ("cpu-distill", ["finetune.learning_rate=1e-3"], "vanilla"),
+    "distill-mix-ft-epochs-20": ("cpu-distill", ["finetune.max_epochs=20"], "vanilla"),
+    "distill-mix-ft-lr-3e-3": ("cpu-distill", ["finetune.learning_rate=3e-3"], "vanilla"),
+    "distill-mix-ft-lr-1e-3-epochs-20": ("cpu-distill", ["finetune.learning_rate=1e-3", "finetune.max_epochs=20"],
+                                         "vanilla"),
     "direct": ("cpu-fast", [], "vanilla"),
     "direct-ft-lr-1e-3": ("cpu-fast", ["finetune.learning_rate=1e-3"], "vanilla"),
     "direct-ft-lr-1e-4": ("cpu-fast", ["finetune.learning_rate=1e-4"], "vanilla"),
@@ -174,7 +184,8 @@ def table(out: Path, data: Path, page_dir: Path) -> str:
                 f"{recall.get('recalled', '–')}/{recall.get('probed', '–')} | {100 * a['accuracy_at_50']:.1f}% | "
                 f"{a['ece']:.3f} | {'–' if epochs is None else f'{epochs:.0f}'} | "
                 f"{'–' if exposures is None else f'{exposures:.0f}'} | "
-                f"{times['pretrain'] + times['finetune']:,.0f} s | {times['pretrain_tokens_per_s']:,.0f} "
+                f"{times['pretrain'] + times.get('teaching', 0) + times['finetune']:,.0f} s | "
+                f"{times['pretrain_tokens_per_s']:,.0f} "
                 f"({results['hardware'].get('cpu_capability', 'not recorded')}) |")
     return "\n".join(lines) + "\n"
 

@@ -275,3 +275,53 @@ def test_levers_table_replaces_the_table_of_a_page_with_links_from_the_page(corp
     with pytest.raises(FactlabError, match=r"bare\.md: has no lever table"):
         levers.main(["--data", data, "--out", str(out), "--table", "--doc", str(bare)])
     assert bare.read_text() == "no table\n"
+
+
+COURSE_GPU = Path(__file__).resolve().parent.parent / "benchmarks" / "course_gpu.sh"
+TINY_COURSE = " ".join(f"--override {o}" for o in (
+    "model.n_layer=2", "model.n_head=2", "model.n_embd=16", "model.block_size=64", "model.bottleneck_dim=8",
+    "pretrain.max_epochs=1", "finetune.max_epochs=1", "scratch.max_epochs=1"))
+
+
+def course_gpu(data, tmp_path, deadline: str, extra: str = TINY_COURSE) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "DEVICE": "cpu", "EXTRA": extra}
+    return subprocess.run(["bash", str(COURSE_GPU), str(data), str(tmp_path / "runs"), str(tmp_path / "out"),
+                           deadline], capture_output=True, text=True, env=env, timeout=600,
+                          cwd=COURSE_GPU.parent.parent)
+
+
+def test_the_course_gpu_script_packs_every_variants_exported_run(corpus_files, tmp_path):
+    """A rehearsal of the one-call GPU script on the CPU with a tiny course model: the four reproductions run
+    side by side, each exits 0, and the archive holds each one's export (results.json with both trained rows and
+    its predictions, no checkpoint) and log, with the machine and the wall-clock."""
+    import tarfile
+
+    proc = course_gpu(corpus_files["wiki"].parent, tmp_path, "300")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with tarfile.open(tmp_path / "out" / "course-runs.tgz") as archive:
+        names = set(archive.getnames())
+        machine = archive.extractfile("./machine.txt").read().decode()
+        for variant in ("vanilla", "synthesizer", "perceiver", "rope"):
+            assert f"course-{variant}: exit 0" in machine
+            results = json.load(archive.extractfile(f"./course-{variant}/results.json"))
+            assert [r["variant"] for r in results["rows"]] == ["baseline", variant, variant]
+            assert results["recipe"]["name"].startswith("course ") and "analysis" in results["rows"][-1]
+            assert f"./course-{variant}/{variant}.pretrain.test.predictions" in names
+            assert f"./course-{variant}/reproduce.log" in names
+    assert not any(n.endswith(".params") for n in names)
+    assert "wall-clock: " in machine and machine == (tmp_path / "runs" / "machine.txt").read_text()
+
+
+def test_the_course_gpu_script_stops_every_run_at_its_deadline(corpus_files, tmp_path):
+    """Runs still going at the deadline are sent SIGTERM: they save their state (exit 143) and the archive is
+    written all the same; a call without its arguments is refused in one line."""
+    longer = TINY_COURSE.replace("pretrain.max_epochs=1", "pretrain.max_epochs=100000")
+    proc = course_gpu(corpus_files["wiki"].parent, tmp_path, "30", longer)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    machine = (tmp_path / "runs" / "machine.txt").read_text()
+    assert machine.count(": exit 143") == 4, machine
+    assert (tmp_path / "out" / "course-runs.tgz").is_file()
+    # by then the runs are pretraining (on a loaded machine one may still be starting)
+    assert list((tmp_path / "runs").glob("course-*/*.pretrain.params.state"))
+    usage = subprocess.run(["bash", str(COURSE_GPU)], capture_output=True, text=True)
+    assert usage.returncode == 2 and usage.stderr.startswith("usage: ")

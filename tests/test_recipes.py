@@ -44,7 +44,7 @@ def test_course_recipe_is_the_default():
     (lambda: Training(precision="fp16"), "precision='fp16': unknown"),
     (lambda: ModelOptions(n_layer=0), "n_layer=0: must be positive"),
     (lambda: Recipe("r", "d", answer_format="essay"), "answer_format 'essay': unknown"),
-    (lambda: recipe("cpu-faster"), "--recipe cpu-faster: unknown recipe (known: course, cpu-fast, cpu-recite, cpu-best, cpu-direct)"),
+    (lambda: recipe("cpu-faster"), "--recipe cpu-faster: unknown recipe (known: course, cpu-fast, cpu-recite, cpu-best, cpu-distill, cpu-direct)"),
 ])
 def test_malformed_settings_fail_when_made(bad, message):
     with pytest.raises(FactlabError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -82,19 +82,19 @@ def test_cpu_recipes_name_factlabs_trainer_options():
 
 def test_the_selected_recipes_are_their_levers():
     """cpu-best pretrains as the lever recite-mix did (cpu-recite with pretrain.objective=mix), so its seed-0 run
-    can start from that lever's pretrained model (reproduce --pretrained_from); cpu-direct's pretraining is
-    cpu-fast's, and differs from cpu-best's in the objective alone."""
+    can start from that lever's pretrained model (reproduce --pretrained_from); so does cpu-direct, which is the
+    lever distill-mix-ft-epochs-20: cpu-distill with 20 epochs of finetuning, taught by cpu-best's finetuning."""
     from factlab.recipes import overridden
-    from factlab.reproduce import flat_settings, pretraining_identity
+    from factlab.reproduce import pretraining_identity
 
     best, direct = RECIPES["cpu-best"], RECIPES["cpu-direct"]
     lever = overridden(RECIPES["cpu-recite"], ["pretrain.objective=mix"])
     assert pretraining_identity(best, 0, None) == pretraining_identity(lever, 0, None)
     assert (best.finetune, best.answer_format) == (lever.finetune, "recite")
-    assert pretraining_identity(direct, 0, None) == pretraining_identity(RECIPES["cpu-fast"], 0, None)
-    mine, theirs = (flat_settings(pretraining_identity(r, 0, None)) for r in (best, direct))
-    assert {k for k in mine if mine[k] != theirs[k]} == {"pretrain.objective"}
-    assert direct.answer_format == "direct"
+    assert pretraining_identity(direct, 0, None) == pretraining_identity(best, 0, None)
+    chosen = overridden(RECIPES["cpu-distill"], ["finetune.max_epochs=20"])
+    assert (direct.finetune, direct.teacher, direct.teacher_format, direct.answer_format) == \
+        (chosen.finetune, best.finetune, "recite", "direct")
 
 
 def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, corpus_files, capsys):

@@ -147,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "that are questions of --mix_questions (default 0: none)")
         add_common(p)
 
+    p = verbs.add_parser("label", help="self-distillation: a finetuned model (the teacher) answers for every person "
+                         "of the corpus whose name the training questions leave out; writes the training questions "
+                         "and its answers as one finetuning file (docs/distillation.md)")
+    p.add_argument("variant", choices=VARIANTS)
+    p.add_argument("pretrain_corpus_path", help="wiki.txt: its documents' titles are the people asked about")
+    p.add_argument("--reading_params_path", required=True, help="the teacher: it answers in the format it was "
+                   "finetuned in (a recite model, say)")
+    p.add_argument("--finetune_corpus_path", required=True, help="the training questions (question<TAB>answer)")
+    p.add_argument("--outputs_path", required=True, help="the finetuning file to write (question<TAB>answer)")
+    add_model_options(p)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
     p = verbs.add_parser("ask", help="answer one question (or each line of stdin) with its probability, "
                                      "alternatives and what the corpus says",
                          usage="factlab ask [VARIANT] WIKI --reading_params_path P [QUESTION]")
@@ -204,11 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_scratch", action="store_true", help="leave out the finetuning without pretraining")
     p.add_argument("--pretrained_from", metavar="RUN_DIR", help="start from the finished pretrained model of "
                    "another reproduce folder that pretrained as this recipe does (the same model, pretraining "
-                   "settings and seed; e.g. cpu-direct from a cpu-recite run), copied here and named in "
+                   "settings and seed; e.g. cpu-direct from a cpu-best run), copied here and named in "
                    "results.json; its pretraining time counts as this run's")
     p.add_argument("--override", action="append", default=[], metavar="STAGE.NAME=VALUE",
                    help="change one setting of the recipe, e.g. pretrain.objective=lm, finetune.learning_rate=3e-4, "
-                   "model.n_embd=256 or answer_format=recite (repeatable; recorded in results.json)")
+                   "model.n_embd=256, answer_format=recite, teacher_format=recite or teacher.learning_rate=1e-4 "
+                   "(a distilling recipe's teacher, docs/distillation.md; repeatable; recorded in results.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -301,6 +314,13 @@ def run(args) -> int | None:
                               args.outputs_path, device=args.device, drop_non_ascii=args.drop_non_ascii,
                               recall_params_path=args.recall_params_path, calibrate_on=args.calibrate_on)
         print(format_summary(result) + (f"\nwrote {args.outputs_path}" if args.outputs_path else ""))
+        return
+    elif args.verb == "label":
+        from .distill import label_corpus
+
+        labelled = label_corpus(args.reading_params_path, args.variant, args.pretrain_corpus_path,
+                                args.finetune_corpus_path, args.outputs_path, model_options(args), args.device)
+        print(f"wrote {args.outputs_path}: {labelled}")
         return
     elif args.verb == "ask":
         from .ask import run_ask

@@ -20,6 +20,8 @@ from .model import GPTConfig
 from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, TrainConfig
 
 STAGES = ("pretrain", "finetune", "scratch")  # finetune: from a pretrained model; scratch: without pretraining
+# A recipe's trainings: the three stages, and the teacher of a distilling recipe, a finetuning (distill.py).
+RECIPE_STAGES = STAGES + ("teacher",)
 
 
 def _check(owner: str, name: str, value, kind, positive: bool = False) -> None:
@@ -151,10 +153,15 @@ COURSE = {
 }
 
 
+def course_stage(stage: str) -> Training:
+    """The course's settings a recipe's training is layered over: a teacher's are the course's finetuning."""
+    return COURSE["finetune" if stage == "teacher" else stage]
+
+
 def train_config(stage: str, asked: Training, n_documents: int, block_size: int, seed: int = 0,
                  device: str = "cpu") -> TrainConfig:
     """The stage's trainer config: the course's settings with those `asked` (a recipe's, the command line's)."""
-    return COURSE[stage].overridden_by(asked).train_config(n_documents, block_size, seed, device)
+    return course_stage(stage).overridden_by(asked).train_config(n_documents, block_size, seed, device)
 
 
 @dataclass(frozen=True)
@@ -166,11 +173,17 @@ class Recipe:
     finetune: Training = Training()
     scratch: Training = Training()
     answer_format: str = "direct"  # of the finetuning after pretraining (formats.py)
+    # Self-distillation (distill.py): with a teacher format, a teacher finetuned from the pretrained model in that
+    # format (with the `teacher` settings, layered over COURSE's finetuning) labels every other person of the
+    # corpus, and the finetuning learns those labels besides the training questions.
+    teacher_format: str | None = None
+    teacher: Training = Training()
 
     def __post_init__(self):
-        if self.answer_format not in FORMATS:
-            raise FactlabError(f"recipe {self.name}: answer_format {self.answer_format!r}: unknown "
-                               f"(known: {', '.join(FORMATS)})")
+        for name in ("answer_format", "teacher_format"):
+            value = getattr(self, name)
+            if value not in FORMATS and (value is not None or name == "answer_format"):
+                raise FactlabError(f"recipe {self.name}: {name} {value!r}: unknown (known: {', '.join(FORMATS)})")
 
     def stage(self, name: str) -> Training:
         return getattr(self, name)
@@ -220,10 +233,19 @@ RECIPES["cpu-best"] = replace(
     description="the best closed-book recipe on the validation split (57.8%): cpu-recite with the mix objective "
     "(each pretraining draw span corruption or language modelling from position 0, evenly), recitation "
     "finetuning at lr 1e-4; docs/cpu-best.md")
+RECIPES["cpu-distill"] = replace(
+    RECIPES["cpu-best"], name="cpu-distill", answer_format="direct", teacher_format="recite",
+    teacher=RECIPES["cpu-best"].finetune,
+    finetune=RECIPES["cpu-best"].finetune.overridden_by(Training(learning_rate=3e-4)),
+    description="cpu-best's pretraining, then self-distillation into the course's answer format: cpu-best's "
+    "recitation finetuning makes a teacher, the teacher answers for every other person of wiki.txt, and the "
+    "pretrained model finetunes in the course's format on the training questions and those answers at lr 3e-4 "
+    "for 10 epochs (distill.py; docs/distillation.md)")
 RECIPES["cpu-direct"] = replace(
-    RECIPES["cpu-fast"], name="cpu-direct",
-    description="the best recipe in the course's answer format on the validation split (7.2%): cpu-fast as it "
-    "is (span-corruption pretraining, finetuning at lr 3e-4; docs/cpu-best.md)")
+    RECIPES["cpu-distill"], name="cpu-direct",
+    finetune=RECIPES["cpu-distill"].finetune.overridden_by(Training(max_epochs=20)),
+    description="the best recipe in the course's answer format on the validation split (52.2%): cpu-distill "
+    "with 20 epochs of the student's finetuning (docs/distillation.md, docs/cpu-best.md)")
 
 
 def demo_recipe(name: str, n_documents: int, model: ModelOptions, pretrain: Training, finetune: Training,
@@ -260,20 +282,22 @@ def recipe(name: str | None) -> Recipe:
 
 
 def overridden(chosen: Recipe, assignments: list[str]) -> Recipe:
-    """The recipe with `STAGE.NAME=VALUE` assignments applied (STAGE: model, pretrain, finetune, scratch; or
-    answer_format=VALUE): a reproduction that changes one setting of a recipe, typed and checked as recipes are.
-    The name says what changed."""
+    """The recipe with `STAGE.NAME=VALUE` assignments applied (STAGE: model, pretrain, finetune, scratch,
+    teacher; or answer_format=VALUE, teacher_format=VALUE): a reproduction that changes one setting of a recipe,
+    typed and checked as recipes are. The name says what changed."""
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         stage, dot, name = key.partition(".")
-        if key == "answer_format" and sep:
-            chosen = replace(chosen, answer_format=text)
+        if key in ("answer_format", "teacher_format") and sep:
+            chosen = replace(chosen, **{key: text})
             continue
-        target = chosen.model if stage == "model" else getattr(chosen, stage, None) if stage in STAGES else None
+        target = (chosen.model if stage == "model" else getattr(chosen, stage) if stage in RECIPE_STAGES
+                  else None)
         names = {f.name: f for f in fields(target)} if target is not None else {}
         if not sep or not dot or name not in names:
             raise FactlabError(f"--override {assignment}: expected STAGE.NAME=VALUE with STAGE one of model, "
-                               f"{', '.join(STAGES)} and NAME one of its settings, or answer_format=VALUE")
+                               f"{', '.join(RECIPE_STAGES)} and NAME one of its settings, or answer_format=VALUE "
+                               "or teacher_format=VALUE")
         kind = (_model_type(name) if stage == "model" else _TRAINING_TYPES[name])[0]
         try:
             value = {bool: lambda t: {"true": True, "false": False}[t.lower()]}.get(kind, kind)(text)

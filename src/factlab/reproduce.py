@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from . import FactlabError, checkpoint, experiment, state
+from . import FactlabError, checkpoint, distill, experiment, state
 from .io import atomic_path, read_json, write_text_atomic
 from .model import VARIANTS
 from .data import VALIDATION_SEED
-from .recipes import COURSE, STAGES, Recipe, Training, recipe
+from .recipes import COURSE, RECIPE_STAGES, Recipe, Training, course_stage, recipe
 from .train import TrainResult, resolve_device
 
 
@@ -80,7 +80,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         files, scored_on = DataFiles(files.wiki, train, held_out), "validation"
     every_stage = Training(precision=precision, micro_batch=micro_batch)
     if every_stage != Training():  # on every stage, and so recorded in results.json with the recipe
-        chosen = replace(chosen, **{s: chosen.stage(s).overridden_by(every_stage) for s in STAGES})
+        chosen = replace(chosen, **{s: chosen.stage(s).overridden_by(every_stage) for s in RECIPE_STAGES})
     for v in variants:
         if v not in VARIANTS:
             raise FactlabError(f"--variants: unknown variant {v!r} (known: {', '.join(VARIANTS)})")
@@ -135,6 +135,28 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         control = experiment.RunControl(resume=resume and state_file.exists())
         return run(writing_params_path=params, options=model, training=training, control=control, **options)
 
+    def finetuned(variant, questions: Path, name: str, pretrained: Path, seconds: dict) -> TrainResult:
+        """Finetune the pretrained model on `questions` in the recipe's answer format, as OUT/NAME.params. A
+        distilling recipe first finetunes its teacher (NAME.teacher.params), which labels every other person of
+        the corpus (NAME.labelled.tsv: the questions, then the teacher's answers); the finetuning reads that file.
+        The teacher's and the labelling's seconds, and how many people it labelled, go in `seconds`."""
+        if chosen.teacher_format is not None:
+            t0 = time.perf_counter()
+            teacher = trained(partial(experiment.finetune, variant, files.wiki, questions),
+                              out / f"{name}.teacher.params", "teacher", reading_params_path=pretrained, seed=seed,
+                              device=device, answer_format=chosen.teacher_format)
+            labelled = out / f"{name}.labelled.tsv"
+            if not (resume and labelled.is_file()):
+                log(f"{labelled.name}: " + str(distill.label_corpus(out / f"{name}.teacher.params", variant,
+                                                                    files.wiki, questions, labelled, chosen.model,
+                                                                    device)))
+            added = len(experiment.read_questions(labelled)) - len(experiment.read_questions(questions))
+            seconds.update(teacher=teacher.seconds, teaching=round(time.perf_counter() - t0, 1), labelled=added)
+            questions = labelled
+        return trained(partial(experiment.finetune, variant, files.wiki, questions), out / f"{name}.params",
+                       "finetune", reading_params_path=pretrained, seed=seed, device=device,
+                       answer_format=chosen.answer_format)
+
     london = experiment.london(files.dev, out / f"london.{scored_on}.predictions")
     rows.append(row("London baseline", "baseline", london, 0.0, None, f"london.{scored_on}.predictions", {}, log))
     for variant in variants:
@@ -156,16 +178,12 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         if calibrate is not None:  # the same finetuning without the held-out questions, and its answers to them
             t1 = time.perf_counter()
             rest, held_out = experiment.split(files.train, out / "calibration", calibrate)
-            trained(partial(experiment.finetune, variant, files.wiki, rest), out / f"{variant}.calibration.params",
-                    "finetune", reading_params_path=pretrained, seed=seed, device=device,
-                    answer_format=chosen.answer_format)
+            finetuned(variant, rest, f"{variant}.calibration", pretrained, {})
             calibration = out / f"{variant}.calibration.analysis.json"
             analysis_of(variant, out / f"{variant}.calibration.params", held_out, calibration, pretrained)
             calibration = fittable(calibration, log)
             seconds["calibration"] = round(time.perf_counter() - t1, 1)
-        fine = trained(partial(experiment.finetune, variant, files.wiki, files.train),
-                       out / f"{variant}.finetune.params", "finetune", reading_params_path=pretrained, seed=seed,
-                       device=device, answer_format=chosen.answer_format)
+        fine = finetuned(variant, files.train, f"{variant}.finetune", pretrained, seconds)
         evaluate(f"{variant}.pretrain", variant, f"{variant}.finetune.params",
                  {**seconds, "finetune": fine.seconds, "finetune_steps": fine.steps,
                   "finetune_tokens_per_s": throughput(fine)}, t0,
@@ -301,7 +319,8 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
         return path.relative_to(out.resolve()).as_posix() if path.is_relative_to(out.resolve()) else path.name
 
     # the recipe as named, and each stage's settings as trained: the course's with the recipe's on top
-    trained_with = {stage: asdict(COURSE[stage].overridden_by(chosen.stage(stage))) for stage in STAGES}
+    trained_with = {stage: asdict(course_stage(stage).overridden_by(chosen.stage(stage)))
+                    for stage in RECIPE_STAGES if stage != "teacher" or chosen.teacher_format is not None}
     meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "scored_on": scored_on,
             "validation_split": split, "corpus_path": where(files.wiki), "eval_corpus_path": where(files.dev),
             "hardware": hardware(), "memory": peak_memory(),
