@@ -389,3 +389,21 @@ def test_export_keeps_the_small_outputs_and_the_report_reads_them(run_dir, tmp_p
     assert all(row["run"] in table for row in saved["rows"])
     assert main(["export", str(tmp_path / "nowhere"), str(out)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_export_cuts_an_analysis_paths_to_file_names(tmp_path):
+    """Where a run lived on its machine (its checkpoint, the data files) is not kept: only the files' names."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"rows": []}))
+    meta = {"variant": "vanilla", "checkpoint": str(run / "vanilla.finetune.params"), "corpus_path": "/data/wiki.txt",
+            "train_corpus_path": None, "recall_checkpoint": "vanilla.pretrain.params", "block_size": 128}
+    summary = {"calibration": {"platt": {"a": 0.3, "fitted_on": str(run / "vanilla.calibration.analysis.json")}}}
+    records = [{"prediction": "/Paris", "correct": False}]
+    (run / "vanilla.pretrain.dev.analysis.json").write_text(json.dumps({"meta": meta, "records": records,
+                                                                        "summary": summary}))
+    assert main(["export", str(run), str(tmp_path / "out")]) == 0
+    exported = json.loads((tmp_path / "out" / "vanilla.pretrain.dev.analysis.json").read_text())
+    assert exported["meta"] == {**meta, "checkpoint": "vanilla.finetune.params", "corpus_path": "wiki.txt"}
+    assert exported["summary"]["calibration"]["platt"] == {"a": 0.3, "fitted_on": "vanilla.calibration.analysis.json"}
+    assert exported["records"] == records  # an answer is the model's word, kept as it is

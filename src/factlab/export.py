@@ -1,8 +1,9 @@
 """`factlab export`: the small outputs of a run folder, as the repository keeps them under results/RUN.
 
 Kept: results.json and results.md, every predictions and recitations file (the model's words), every analysis
-without the fields that quote the data (the question, the name, the gold answer, the nearest training name and
-its answer: `factlab report --data_dir` reads them from the data again), and the training curves
+with its paths cut to file names and without the fields that quote the data (the question, the name, the gold
+answer, the nearest training name and its answer: `factlab report --data_dir` reads them from the data again),
+and the training curves
 (`*.metrics.jsonl`) thinned to at most METRICS_ROWS evenly spaced steps (the last one always kept), which
 `factlab report` draws as it draws the full ones. Left out: checkpoints, training states, TensorBoard events, logs,
 and the question files a validation split wrote: the real data is never copied into the repository.
@@ -30,6 +31,17 @@ def thinned(rows: list[dict], at_most: int = METRICS_ROWS) -> list[dict]:
     return [rows[round(i * step)] for i in range(at_most)]
 
 
+def file_names(value):
+    """`value` (an analysis's meta or summary) with every absolute path in it (the checkpoints, the data files,
+    the file a calibration was fitted on) cut to the file's name: where a run lived on its machine means nothing
+    in the repository. The records are left alone: a model's answer is never a path, even if it looks like one."""
+    if isinstance(value, dict):
+        return {key: file_names(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [file_names(v) for v in value]
+    return Path(value).name if isinstance(value, str) and Path(value).is_absolute() else value
+
+
 def export(run_dir, to) -> list[Path]:
     """Copy the run folder's small outputs into `to` (created; files already there are replaced, others kept)."""
     run, out = Path(run_dir), Path(to)
@@ -48,6 +60,9 @@ def export(run_dir, to) -> list[Path]:
         for record in analysis.get("records", []):
             for key in DATA_FIELDS:
                 record.pop(key, None)
+        for part in ("meta", "summary"):
+            if part in analysis:
+                analysis[part] = file_names(analysis[part])
         write_text_atomic(out / path.name, json.dumps(analysis, ensure_ascii=False, indent=1) + "\n")
         written.append(out / path.name)
     curves = {}
