@@ -55,7 +55,8 @@ def label_corpus(teacher_params, variant: str, corpus_path, questions_path, outp
     if not people:
         raise FactlabError(f"{corpus_path}: every person of the corpus is asked about in {questions_path}; "
                            "there is no one to label")
-    answers, _ = experiment.answer(model, corpus.vocab, people, device, answer_format=checkpoint_format(teacher_params))
+    answers, _ = experiment.answer(model, corpus.vocab, people, device,
+                                   answer_format=checkpoint_format(teacher_params))
     labelled = [Question(q.question, a.strip(), q.where) for q, a in zip(people, answers) if usable_label(a)]
     write_text_atomic(outputs_path, question_lines(questions + labelled))
     return Labelled(len(questions), len(people), len(labelled))
