@@ -13,7 +13,7 @@ from factlab.checkpoint import read_config
 from factlab.data import corpus_names, document_title, parse_questions, question_name
 from factlab.distill import label_corpus, usable_label
 from factlab.experiment import ModelOptions, evaluate, finetune
-from factlab.recipes import RECIPES, ModelOptions as Options, Recipe, Training, overridden
+from factlab.recipes import RECIPES, Recipe, Training, overridden
 from factlab.reproduce import DataFiles, pretraining_identity, reproduce
 
 OPTIONS = ModelOptions(block_size=BLOCK, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
@@ -89,8 +89,7 @@ def test_labelling_nobody_or_into_an_unwritable_place_is_one_line(corpus, corpus
                      OPTIONS, "cpu")
 
 
-TINY_DISTILL = Recipe("tiny-distill", "for the tests", Options(block_size=64, n_layer=1, n_head=2, n_embd=16,
-                                                                dropout=0.0),
+TINY_DISTILL = Recipe("tiny-distill", "for the tests", OPTIONS,
                       pretrain=Training(max_epochs=1, batch_size=32), finetune=Training(max_epochs=1, batch_size=32),
                       teacher_format="recite", teacher=Training(max_epochs=2, batch_size=16))
 
@@ -110,7 +109,9 @@ def test_a_distilling_recipe_through_reproduce(corpus_files, tmp_path):
     assert (student["answer_format"], student["train"]["max_epochs"]) == ("direct", 1)
     labelled = (out / "vanilla.finetune.labelled.tsv").read_text(encoding="utf-8")
     assert labelled.startswith((out / "train.tsv").read_text())
-    names = lambda path: [question_name(line.split("\t")[0]) for line in path.read_text().splitlines()]  # noqa: E731
+    def names(path):
+        return [question_name(line.split("\t")[0]) for line in path.read_text().splitlines()]
+
     validation, trained_on = names(out / "validation.tsv"), set(names(out / "train.tsv"))
     asked = [n for n in corpus_names(files.wiki.read_text()) if n not in trained_on]
     assert set(validation) <= set(asked)  # the validation people are asked, and answered by the teacher alone
