@@ -325,3 +325,36 @@ def test_the_course_gpu_script_stops_every_run_at_its_deadline(corpus_files, tmp
     assert list((tmp_path / "runs").glob("course-*/*.pretrain.params.state"))
     usage = subprocess.run(["bash", str(COURSE_GPU)], capture_output=True, text=True)
     assert usage.returncode == 2 and usage.stderr.startswith("usage: ")
+
+
+def write_metrics(path: Path, losses_by_epoch: dict[int, list[float]]) -> Path:
+    step = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for epoch, losses in losses_by_epoch.items():
+            for loss in losses:
+                step += 1
+                f.write(json.dumps({"step": step, "epoch": epoch, "loss": loss, "lr": 0.006 / epoch}) + "\n")
+    return path
+
+
+def test_epoch_losses_tables_each_files_epoch_means_and_leaves_out_unfinished_epochs(tmp_path, capsys):
+    import epoch_losses
+
+    run = write_metrics(tmp_path / "run.jsonl", {1: [3.0] * 5 + [2.0] * 5, 2: [1.5] * 10, 3: [1.0] * 3})
+    course = write_metrics(tmp_path / "course.jsonl", {1: [4.0] * 10, 2: [2.5] * 10, 3: [2.0] * 10})
+    png = tmp_path / "plots" / "curves.png"
+    assert epoch_losses.main([str(run), str(course), "--names", "factlab", "course", "--plot", str(png)]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "| epoch | lr | factlab | course |"
+    assert rows[2:] == ["| 1 | 6.0e-03 | 2.500 | 4.000 |", "| 2 | 3.0e-03 | 1.500 | 2.500 |",
+                        "| 3 | – | – | 2.000 |"]  # run's epoch 3 has 3 of its steps: not a mean to show
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_epoch_losses_names_a_bad_line_in_one_line(tmp_path):
+    import epoch_losses
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"step": 1, "epoch": 1, "loss": 3.0}\n{"step": 2, "loss": 2.9}\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"bad.jsonl: line 2: not a metrics row with epoch and loss"):
+        epoch_losses.main([str(bad)])

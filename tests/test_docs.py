@@ -77,10 +77,10 @@ FACTLAB, BENCHMARKS = documented_commands()
 def test_the_pages_show_commands_of_every_kind():
     verbs = {args[0] for _, args in FACTLAB if args}
     assert {"pretrain", "finetune", "evaluate", "london", "reproduce", "demo", "report", "analyze", "ask",
-            "lab", "split"} <= verbs
+            "lab", "split", "snapshot"} <= verbs
     assert {Path(words[0]).name for _, words in BENCHMARKS} >= {"run.py", "profile_steps.py", "ab_steps.py",
                                                                  "trainer_options.py", "mixed_pretraining.py",
-                                                                 "levers.py"}
+                                                                 "levers.py", "epoch_losses.py"}
     assert any(args[0] == "pretrain" for doc, args in FACTLAB if doc == "README.md")
 
 

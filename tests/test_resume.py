@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import BLOCK, TINY, make_model, tiny_config
-from factlab import FactlabError, state
+from factlab import FactlabError, checkpoint, state
 from factlab.cli import main
 from factlab.train import Checkpointing, TrainConfig, train
 
@@ -174,8 +174,6 @@ def test_resume_refuses_other_options_in_one_line(reference, tmp_path, capsys):
 
 def test_periodic_state_is_written_atomically_with_ordinary_permissions(pretrain_ds, vocab, tmp_path):
     """Under umask 022 a training state and a checkpoint are 0644, not mkstemp's 0600."""
-    from factlab import checkpoint
-
     old = os.umask(0o022)
     try:
         model = make_model(tiny_config(len(vocab)))
@@ -223,3 +221,47 @@ def test_replay_rates_repeats_a_time_limited_run_exactly(finetune_ds, vocab, tmp
     (tmp_path / "bad.jsonl").write_text('{"step": 1, "lr": 0.1}\n{"step": 3, "lr": 0.1}\n')
     with pytest.raises(FactlabError, match=r"bad.jsonl:2: step 3 where step 2 was expected"):
         train(replay, finetune_ds, TrainConfig(**options, replay_rates=str(tmp_path / "bad.jsonl")), progress=False)
+
+
+def test_snapshot_of_a_run_in_progress_is_its_model_and_leaves_the_run_as_it_was(reference, tmp_path, capsys):
+    """`factlab snapshot` writes the model of a training state as a checkpoint (the weights a stop at that step
+    saved) that analyze reads, the recall probe and the exposures included; the state stays as it was and the
+    run resumes to the uninterrupted parameters. A missing state or another corpus is one line."""
+    files, pre, _ = reference
+    params = tmp_path / "pre.params"
+    args = command("pretrain", files, params)
+    status, err = start_and_stop(args, params, signal.SIGINT, after_steps=5)
+    assert status == 130, err
+    state_file = state.state_path(params)
+    saved_bytes = state_file.read_bytes()
+    steps = state.load(state_file)["steps"]
+
+    snap = tmp_path / "snap" / "snap.params"
+    assert main(["snapshot", str(state_file), str(files["wiki"]), "--writing_params_path", str(snap)]) == 0
+    assert f"the pretrain model at step {steps} (epoch" in capsys.readouterr().out
+    assert_same_weights(snap, params)  # a stop by a signal saves the checkpoint at the state's step
+    _, _, info = checkpoint.read_config(snap)
+    assert info["stage"] == "pretrain" and info["snapshot"]["step"] == info["result"]["steps"] == steps
+    assert info["snapshot"]["state"] == state_file.name and info["train"]["max_epochs"] == 12
+
+    analysis = tmp_path / "snap.analysis.json"
+    assert main(["analyze", "vanilla", str(files["wiki"]), "--reading_params_path", str(snap), "--eval_corpus_path",
+                 str(files["dev"]), "--recall_params_path", str(snap), "--outputs_path", str(analysis)]) == 0
+    records = json.loads(analysis.read_text(encoding="utf-8"))["records"]
+    assert any(r["recall_probed"] for r in records)
+    capsys.readouterr()
+
+    assert main(["snapshot", str(tmp_path / "none.state"), str(files["wiki"]), "--writing_params_path",
+                 str(tmp_path / "x.params")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "none.state: no such training state" in err
+    assert main(["snapshot", str(state_file), str(files["train"]), "--writing_params_path",
+                 str(tmp_path / "x.params")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not the corpus the run of" in err
+    assert not (tmp_path / "x.params").exists()
+
+    assert state_file.read_bytes() == saved_bytes
+    done = run_cli([*args, "--resume"])
+    assert done.returncode == 0, done.stderr
+    assert_same_weights(params, pre)

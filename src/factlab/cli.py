@@ -232,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smaller, faster run (used by the tests)")
     add_lab_parser(verbs)
 
+    p = verbs.add_parser("snapshot", help="write the model of a run in progress (its training state) as a "
+                         "checkpoint to evaluate, analyze or ask, while the run goes on")
+    p.add_argument("state_path", metavar="STATE", help="the run's PARAMS.state, e.g. runs/course-vanilla/"
+                   "vanilla.pretrain.params.state")
+    p.add_argument("pretrain_corpus_path", help="wiki.txt: the corpus the run trains on (its vocabulary)")
+    p.add_argument("--writing_params_path", required=True, help="the checkpoint to write")
+
     p = verbs.add_parser("export", help="copy a run folder's small outputs (results, predictions, analyses, thinned "
                          "training curves; no checkpoints, no data) into a folder such as results/RUN")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a directory with results.json (reproduce, demo)")
@@ -355,6 +362,12 @@ def run(args) -> int | None:
         train, held_out = experiment.split(args.finetune_corpus_path, args.out_dir, args.validation, args.seed)
         print(f"wrote {train} ({len(experiment.read_questions(train))} questions) and {held_out} "
               f"({args.validation} questions, seed {args.seed})")
+        return
+    elif args.verb == "snapshot":
+        info = experiment.snapshot(args.state_path, args.pretrain_corpus_path, args.writing_params_path)
+        shot = info["snapshot"]
+        print(f"wrote {args.writing_params_path}: the {info['stage']} model at step {shot['step']} (epoch "
+              f"{shot['epoch']}, {shot['batches_of_epoch']} batches of it taken), loss {info['result']['final_loss']:.4f}")
         return
     elif args.verb == "export":
         from .export import export

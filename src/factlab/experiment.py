@@ -168,6 +168,35 @@ def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_p
     return result
 
 
+def snapshot(state_file, corpus_path, writing_params_path) -> dict:
+    """The model of a run in progress, from its training state (PARAMS.state), written as a checkpoint that
+    evaluate, analyze, ask and report read; the state is only read, so the run goes on undisturbed. The
+    checkpoint's info is the stage's, with `snapshot` saying how far the run was (the epoch it is in, and the
+    batches of it taken); `result.epochs_done` counts the epochs before that one. Returns that info."""
+    check_output_path(writing_params_path)
+    if not Path(state_file).is_file():  # state.load's message for this one speaks of resuming
+        raise FactlabError(f"{state_file}: no such training state (a run keeps PARAMS.state while it trains, and "
+                           "removes it when it finishes)")
+    saved = state.load(state_file)
+    identity = saved["identity"]
+    if state.fingerprint(corpus_path) != identity["data"]["corpus"]:
+        raise FactlabError(f"{corpus_path}: not the corpus the run of {state_file} trains on (its vocabulary and "
+                           "documents differ)")
+    config = GPTConfig(**identity["model"])
+    corpus = pretraining_dataset(corpus_path, config.block_size)
+    model = GPT(config)
+    model.load_state_dict(saved["model"])
+    info = {"stage": identity["stage"], "train": identity["train"],
+            "result": {"steps": saved["steps"], "epochs_done": saved["epoch"] - 1, "tokens": saved["tokens"],
+                       "seconds": saved["elapsed"], "final_loss": saved["loss"]},
+            "snapshot": {"state": Path(state_file).name, "step": saved["steps"], "epoch": saved["epoch"],
+                         "batches_of_epoch": saved["batches"]}}
+    if "answer_format" in identity["data"]:  # a finetuning's: how its model answers
+        info["answer_format"] = identity["data"]["answer_format"]
+    checkpoint.save(writing_params_path, model, corpus.vocab, info)
+    return info
+
+
 class TensorBoard:
     """The per-step metrics as TensorBoard scalars (torch.utils.tensorboard), the course's habit
     (`tensorboard --logdir expt/`); the JSONL file stays the record."""
