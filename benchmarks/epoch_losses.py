@@ -32,17 +32,19 @@ def epoch_means(path: Path, min_steps: int) -> dict[int, tuple[float, float | No
     return {e: (sum(v) / len(v), rates[e]) for e, v in sorted(losses.items()) if len(v) >= min_steps}
 
 
-def shown_epochs(means: list[dict], every: int) -> list[int]:
-    """The first ten epochs, every `every`-th after them, and each file's last."""
+def shown_epochs(means: list[dict], every: int, chosen: list[int] | None = None) -> list[int]:
+    """The chosen epochs, else the first ten, every `every`-th after them; and each file's last."""
     epochs = sorted(set().union(*means))
     last = {max(m) for m in means if m}
+    if chosen:
+        return [e for e in epochs if e in chosen or e in last]
     return [e for e in epochs if e <= 10 or e % every == 0 or e in last]
 
 
-def table(names: list[str], means: list[dict], every: int) -> str:
+def table(names: list[str], means: list[dict], every: int, chosen: list[int] | None = None) -> str:
     """The markdown table: epoch, the first file's learning rate, each file's mean loss."""
     lines = ["| epoch | lr | " + " | ".join(names) + " |", "| --- | --- |" + " --- |" * len(names)]
-    for e in shown_epochs(means, every):
+    for e in shown_epochs(means, every, chosen):
         lr = means[0].get(e, (None, None))[1]
         cells = [f"{m[e][0]:.3f}" if e in m else "–" for m in means]
         lines.append(f"| {e} | {f'{lr:.1e}' if lr is not None else '–'} | " + " | ".join(cells) + " |")
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("metrics", nargs="+", type=Path, help="JSON-lines metrics files (step, epoch, loss)")
     parser.add_argument("--names", nargs="+", help="a column name for each file (default: the file names)")
     parser.add_argument("--every", type=int, default=10, help="after epoch 10, show every N-th epoch (default 10)")
+    parser.add_argument("--epochs", nargs="+", type=int, help="show these epochs (and each file's last) instead")
     parser.add_argument("--min_steps", type=int, default=10,
                         help="an epoch with fewer steps in a file is left out of that file's column (default 10)")
     parser.add_argument("--plot", type=Path, help="also write the curves to this PNG")
@@ -80,7 +83,7 @@ def main(argv=None) -> int:
         if not path.is_file():
             parser.error(f"{path}: no such file")
     means = [epoch_means(p, args.min_steps) for p in args.metrics]
-    print(table(names, means, args.every))
+    print(table(names, means, args.every, args.epochs))
     if args.plot:
         plot(names, means, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)

@@ -349,6 +349,8 @@ def test_epoch_losses_tables_each_files_epoch_means_and_leaves_out_unfinished_ep
     assert rows[2:] == ["| 1 | 6.0e-03 | 2.500 | 4.000 |", "| 2 | 3.0e-03 | 1.500 | 2.500 |",
                         "| 3 | – | – | 2.000 |"]  # run's epoch 3 has 3 of its steps: not a mean to show
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert epoch_losses.main([str(run), str(course), "--epochs", "1"]) == 0  # and each file's last
+    assert [row.split(" | ")[0] for row in capsys.readouterr().out.strip().splitlines()[2:]] == ["| 1", "| 2", "| 3"]
 
 
 def test_epoch_losses_names_a_bad_line_in_one_line(tmp_path):
