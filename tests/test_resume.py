@@ -243,6 +243,7 @@ def test_snapshot_of_a_run_in_progress_is_its_model_and_leaves_the_run_as_it_was
     _, _, info = checkpoint.read_config(snap)
     assert info["stage"] == "pretrain" and info["snapshot"]["step"] == info["result"]["steps"] == steps
     assert info["snapshot"]["state"] == state_file.name and info["train"]["max_epochs"] == 12
+    assert info["pretraining"] == checkpoint.read_config(params)[2]["pretraining"] == {"objective": "span"}
 
     analysis = tmp_path / "snap.analysis.json"
     assert main(["analyze", "vanilla", str(files["wiki"]), "--reading_params_path", str(snap), "--eval_corpus_path",

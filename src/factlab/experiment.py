@@ -109,8 +109,7 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
     torch.manual_seed(seed)
     model = GPT(config)
     tconf = train_config("pretrain", training, len(examples), config.block_size, seed, device)
-    return _train_and_save(model, corpus, examples, tconf, writing_params_path, "pretrain", control, data,
-                           {"pretraining": {k: v for k, v in data.items() if k in DATA_SETTINGS}})
+    return _train_and_save(model, corpus, examples, tconf, writing_params_path, "pretrain", control, data)
 
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,
@@ -135,12 +134,20 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
     data = {"corpus": state.fingerprint(corpus_path), "questions": state.fingerprint(finetune_corpus_path),
             "start": None if reading_params_path is None else state.fingerprint(reading_params_path),
             "answer_format": answer_format, "drop_non_ascii": drop_non_ascii}
-    return _train_and_save(model, corpus, questions, tconf, writing_params_path, "finetune", control, data,
-                           {"answer_format": answer_format})
+    return _train_and_save(model, corpus, questions, tconf, writing_params_path, "finetune", control, data)
+
+
+def data_info(data: dict) -> dict:
+    """What a checkpoint's info says of the data it trained on, from the run's identity data: a finetuning's
+    answer format (how its model answers), a pretraining's objective and shares (`analyze` counts exposures
+    by them)."""
+    if "answer_format" in data:
+        return {"answer_format": data["answer_format"]}
+    return {"pretraining": {k: v for k, v in data.items() if k in DATA_SETTINGS}}
 
 
 def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_path, stage: str,
-                    control: RunControl, data: dict, extra_info: dict | None = None) -> TrainResult:
+                    control: RunControl, data: dict) -> TrainResult:
     """Train, then write the checkpoint with its metrics; the training state is kept only while the run is
     unfinished (a signal stopped it, or it failed), and removed once the final checkpoint is written."""
     state_file = state.state_path(writing_params_path)
@@ -156,7 +163,7 @@ def _train_and_save(model, corpus, dataset, tconf: TrainConfig, writing_params_p
         if board:
             board.close()
     if ranks().is_main:  # under torchrun every rank ends with the same weights; one writes them
-        info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict(), **(extra_info or {})}
+        info = {"stage": stage, "train": asdict(tconf), "result": result.to_dict(), **data_info(data)}
         checkpoint.save(writing_params_path, model, corpus.vocab, info)
         state.publish_metrics(metrics_path)
         if result.interrupted is None:
@@ -190,9 +197,7 @@ def snapshot(state_file, corpus_path, writing_params_path) -> dict:
             "result": {"steps": saved["steps"], "epochs_done": saved["epoch"] - 1, "tokens": saved["tokens"],
                        "seconds": saved["elapsed"], "final_loss": saved["loss"]},
             "snapshot": {"state": Path(state_file).name, "step": saved["steps"], "epoch": saved["epoch"],
-                         "batches_of_epoch": saved["batches"]}}
-    if "answer_format" in identity["data"]:  # a finetuning's: how its model answers
-        info["answer_format"] = identity["data"]["answer_format"]
+                         "batches_of_epoch": saved["batches"]}, **data_info(identity["data"])}
     checkpoint.save(writing_params_path, model, corpus.vocab, info)
     return info
 
