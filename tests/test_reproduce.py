@@ -49,6 +49,9 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
     assert saved["hardware"]["cpu_count"] >= 1 and saved["hardware"]["torch"] == torch.__version__
     assert saved["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert saved["memory"]["peak_rss_mb"] > 100  # python and torch alone take more
+    for r in rows[1:]:  # each checkpoint carries its training's peak; results.json has the highest
+        trained = read_config(out / r["params"])[2]["result"]["memory"]["peak_rss_mb"]
+        assert 100 < trained <= saved["memory"]["peak_rss_mb"]
     assert all(r["stage_seconds"]["finetune_tokens_per_s"] > 0 for r in rows if r["params"])
     assert all(r["stage_seconds"]["pretrain_steps"] > 0 for r in rows if r["run"].endswith("pretrain + finetune"))
     assert (out / "results.md").read_text().count("\n") == len(rows) + 2

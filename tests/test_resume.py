@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,23 @@ def test_resume_in_process_across_epochs(pretrain_ds, vocab, tmp_path):
     assert second.resumed_from_step == steps
     for name, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+def test_resumed_run_reports_the_peak_memory_of_all_its_sessions(pretrain_ds, vocab, tmp_path):
+    """The state carries the peak memory of the sessions so far: a resumed run reports the highest, not only its
+    own process's (an earlier session may have been the larger one, e.g. on another machine)."""
+    config = TrainConfig(max_epochs=1, batch_size=16, learning_rate=1e-3, final_tokens=10**6, seed=2)
+    saving = Checkpointing(tmp_path / "p.state", 10.0, False, {"run": "test"})
+    first = train(make_model(tiny_config(len(vocab))), pretrain_ds, replace(config, max_steps=2), progress=False,
+                  checkpointing=saving)
+    assert first.memory["peak_rss_mb"] > 100  # python and torch alone take more
+    saved = state.load(tmp_path / "p.state")
+    assert 100 < saved["memory"]["peak_rss_mb"] <= first.memory["peak_rss_mb"]  # saved before the result
+    earlier = 10 * first.memory["peak_rss_mb"]  # as if the first session had been ten times larger
+    state.save(tmp_path / "p.state", {**saved, "memory": {"peak_rss_mb": earlier}})
+    second = train(make_model(tiny_config(len(vocab))), pretrain_ds, config, progress=False,
+                   checkpointing=replace(saving, resume=True))
+    assert second.resumed_from_step == 2 and second.memory["peak_rss_mb"] == earlier
 
 
 def test_resume_refuses_other_options_in_one_line(reference, tmp_path, capsys):

@@ -22,7 +22,7 @@ from .io import atomic_path, read_json, write_text_atomic
 from .model import VARIANTS
 from .data import VALIDATION_SEED
 from .recipes import COURSE, RECIPE_STAGES, Recipe, Training, course_stage, recipe
-from .train import TrainResult, resolve_device
+from .train import TrainResult, highest_memory, peak_memory, resolve_device
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
     started = time.perf_counter()
     rows: list[dict] = []
     shared_from = None
+    peaks: list[dict | None] = []  # of the stages' trainings, resumed ones over all their sessions
 
     def evaluate(name, variant, params, stage_seconds, t0, analysed=None):
         """Answer the scored questions and the test inputs; analysed = (pretrained checkpoint, calibration file)
@@ -112,7 +113,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
                                                answered=(evaluation.scored, evaluation.recitations))
             stage_seconds["analysis"] = round(time.perf_counter() - t1, 1)
         write_results(out, rows, files, chosen, seed, scored_on, split,  # after each run: hours of work stay on record
-                      shared_from)
+                      shared_from, highest_memory(peak_memory(), *peaks))
 
     def analysis_of(variant, params, questions, output, pretrained, calibrate_on=None, answered=None) -> dict:
         from .analysis import run_analysis, summary_numbers
@@ -131,9 +132,13 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
             info = checkpoint.read_config(params)[2]
             if "result" in info:
                 log(f"{params}: finished earlier ({info['result']['steps']} steps); not trained again")
-                return TrainResult(**info["result"])
+                result = TrainResult(**info["result"])
+                peaks.append(result.memory if not finished else None)  # a copy's memory is its own run's
+                return result
         control = experiment.RunControl(resume=resume and state_file.exists())
-        return run(writing_params_path=params, options=model, training=training, control=control, **options)
+        result = run(writing_params_path=params, options=model, training=training, control=control, **options)
+        peaks.append(result.memory)
+        return result
 
     def finetuned(variant, questions: Path, name: str, pretrained: Path, seconds: dict) -> TrainResult:
         """Finetune the pretrained model on `questions` in the recipe's answer format, as OUT/NAME.params. A
@@ -256,18 +261,6 @@ def throughput(result: TrainResult) -> float:
     return round(result.tokens / max(result.seconds, 1e-9), 1)
 
 
-def peak_memory() -> dict:
-    """This process's peak resident memory (everything: Python, torch, data), and the GPU's peak allocation."""
-    import resource
-
-    import torch
-
-    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
-    if torch.cuda.is_available():
-        peak["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return peak
-
-
 def fittable(calibration: Path, log) -> Path | None:
     """The calibration file, or None (said in the log) when no calibration can be fitted on it: a model that
     answers every validation question right, or none."""
@@ -311,7 +304,10 @@ def results_markdown(rows: list[dict], scored_on: str = "dev") -> str:
 
 
 def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe, seed: int,
-                  scored_on: str = "dev", split: dict | None = None, pretraining_from: str | None = None) -> None:
+                  scored_on: str = "dev", split: dict | None = None, pretraining_from: str | None = None,
+                  memory: dict | None = None) -> None:
+    """results.json and results.md; `memory`: the peak memory of the processes that trained and evaluated the
+    runs (this one's when not given)."""
     def where(path: Path) -> str:
         """Relative to the run directory when inside it (the demo's corpus), else the name within the data
         folder: never an absolute path, so results committed from one machine read on another."""
@@ -323,7 +319,7 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
                     for stage in RECIPE_STAGES if stage != "teacher" or chosen.teacher_format is not None}
     meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "scored_on": scored_on,
             "validation_split": split, "corpus_path": where(files.wiki), "eval_corpus_path": where(files.dev),
-            "hardware": hardware(), "memory": peak_memory(),
+            "hardware": hardware(), "memory": memory or peak_memory(),
             "data_files": {k: (None if v is None else Path(v).name) for k, v in asdict(files).items()},
             **({"pretraining_from": pretraining_from} if pretraining_from else {})}
     write_text_atomic(out / "results.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")

@@ -144,6 +144,8 @@ class TrainResult:
     stopped_early: bool  # by max_minutes or max_steps
     interrupted: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped the run
     resumed_from_step: int | None = None
+    # the highest peak memory of the processes that trained it: a resumed run's state carries its earlier sessions'
+    memory: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -310,6 +312,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     elapsed_before = 0.0  # seconds of the run before this process resumed it
     loss_value = float("nan")
     resumed_from = None
+    memory_before = None
     log = where.is_main
     live_metrics = metrics_path
     if checkpointing.state_path is not None and metrics_path is not None:
@@ -322,6 +325,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         steps, tokens, schedule_tokens = saved["steps"], saved["tokens"], saved["schedule_tokens"]
         elapsed_before, loss_value, resumed_from = saved["elapsed"], saved["loss"], saved["steps"]
         position = Position(saved["epoch"], saved["batches"], saved["epoch_rng"])
+        memory_before = saved.get("memory")  # absent from the states of factlab before it kept them
         restore_generators(saved, where, cuda)
         if log and metrics_path is not None:
             state.continue_metrics(metrics_path, steps)
@@ -338,7 +342,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
             "steps": steps, "tokens": tokens, "schedule_tokens": schedule_tokens, "elapsed": elapsed,
             "loss": loss_value, "epoch": position.epoch, "batches": position.batches,
             "epoch_rng": position.epoch_rng, "torch_rng": torch_rng, "cuda_rng": cuda_rng,
-            "world_size": where.world_size,
+            "world_size": where.world_size, "memory": highest_memory(memory_before, peak_memory()),
         })
 
     ddp = DistributedDataParallel(model) if where.world_size > 1 else None
@@ -408,7 +412,27 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     model.eval()
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
                        seconds=round(elapsed, 2), final_loss=loss_value, stopped_early=stopped_early,
-                       interrupted=interrupted, resumed_from_step=resumed_from)
+                       interrupted=interrupted, resumed_from_step=resumed_from,
+                       memory=highest_memory(memory_before, peak_memory()))
+
+
+def peak_memory() -> dict:
+    """This process's peak resident memory (everything: Python, torch, data), and the GPU's peak allocation."""
+    import resource
+
+    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # KiB on Linux
+    if torch.cuda.is_available():
+        peak["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
+def highest_memory(*peaks: dict | None) -> dict:
+    """The highest of each peak over several processes' peak_memory() (None: not known)."""
+    highest: dict = {}
+    for peak in filter(None, peaks):
+        for key, value in peak.items():
+            highest[key] = max(highest.get(key, value), value)
+    return highest
 
 
 def accumulate_gradients(network, ddp: DistributedDataParallel | None, passes: list, batch_targets: int,
