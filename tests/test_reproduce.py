@@ -120,13 +120,21 @@ def test_reproduce_resume_skips_finished_stages_and_continues_a_stopped_one(tmp_
         with pytest.raises(experiment.RunInterrupted):
             experiment.pretrain("vanilla", files.wiki, out / "vanilla.pretrain.params", TINY.model, TINY.pretrain,
                                 device="cpu")
-    assert state.load(state.state_path(out / "vanilla.pretrain.params"))["steps"] == 1
+    saved = state.load(state.state_path(out / "vanilla.pretrain.params"))
+    assert saved["steps"] == 1
+    # As if the first sitting had trained for 1,000 s in a process of 50 GB: the results count every sitting.
+    state.save(state.state_path(out / "vanilla.pretrain.params"),
+               {**saved, "elapsed": 1000.0, "memory": {"peak_rss_mb": 50_000.0}})
     said = []
     rows = reproduce(files, out, TINY, variants=("vanilla",), device="cpu", log=said.append, resume=True)
     assert any("vanilla.nopretrain.params: finished earlier" in line for line in said)
     assert (out / "vanilla.nopretrain.params").read_bytes() == finished
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "stage_seconds")}  # noqa: E731
     assert [strip(r) for r in rows] == [strip(r) for r in whole]
+    scratch, pretrained = rows[1], rows[2]  # the first trained in the earlier sitting, the second partly
+    assert scratch["seconds"] >= scratch["stage_seconds"]["finetune"] > 0
+    assert pretrained["seconds"] > pretrained["stage_seconds"]["pretrain"] > 1000
+    assert json.loads((out / "results.json").read_text())["memory"]["peak_rss_mb"] == 50_000.0
     from safetensors.torch import load_file
 
     resumed, uninterrupted = (load_file(str(d / "vanilla.pretrain.params")) for d in (out, tmp_path / "whole"))

@@ -93,7 +93,8 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
     started = time.perf_counter()
     rows: list[dict] = []
     shared_from = None
-    peaks: list[dict | None] = []  # of the stages' trainings, resumed ones over all their sessions
+    peaks: list[dict | None] = []  # of the stages' trainings, resumed ones over all their sittings
+    earlier: list[float] = []  # seconds of the next row's training spent in earlier sittings (resumed, finished)
 
     def evaluate(name, variant, params, stage_seconds, t0, analysed=None):
         """Answer the scored questions and the test inputs; analysed = (pretrained checkpoint, calibration file)
@@ -105,7 +106,9 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
             experiment.evaluate(variant, files.wiki, out / params, files.test, chosen.model,
                                 out / f"{name}.test.predictions", device=device)
         rows.append(row(f"{variant}: {RUN_NAMES[name.split('.')[1]]}", variant, evaluation,
-                        time.perf_counter() - t0, params, f"{name}.{scored_on}.predictions", stage_seconds, log))
+                        time.perf_counter() - t0 + sum(earlier), params, f"{name}.{scored_on}.predictions",
+                        stage_seconds, log))
+        earlier.clear()
         if analysed is not None:
             t1 = time.perf_counter()
             rows[-1]["analysis"] = analysis_of(variant, out / params, files.dev,
@@ -133,11 +136,14 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
             if "result" in info:
                 log(f"{params}: finished earlier ({info['result']['steps']} steps); not trained again")
                 result = TrainResult(**info["result"])
-                peaks.append(result.memory if not finished else None)  # a copy's memory is its own run's
+                if not finished:  # a copy's time and memory are its own run's
+                    peaks.append(result.memory)
+                    earlier.append(result.seconds)
                 return result
         control = experiment.RunControl(resume=resume and state_file.exists())
         result = run(writing_params_path=params, options=model, training=training, control=control, **options)
         peaks.append(result.memory)
+        earlier.append(result.seconds_before)
         return result
 
     def finetuned(variant, questions: Path, name: str, pretrained: Path, seconds: dict) -> TrainResult:

@@ -144,6 +144,7 @@ class TrainResult:
     stopped_early: bool  # by max_minutes or max_steps
     interrupted: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped the run
     resumed_from_step: int | None = None
+    seconds_before: float = 0.0  # of `seconds`, those of earlier sittings (a resumed run)
     # the highest peak memory of the processes that trained it: a resumed run's state carries its earlier sessions'
     memory: dict | None = None
 
@@ -412,7 +413,7 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
     model.eval()
     return TrainResult(steps=steps, epochs_done=round(steps / steps_per_epoch, 3), tokens=tokens,
                        seconds=round(elapsed, 2), final_loss=loss_value, stopped_early=stopped_early,
-                       interrupted=interrupted, resumed_from_step=resumed_from,
+                       interrupted=interrupted, resumed_from_step=resumed_from, seconds_before=round(elapsed_before, 2),
                        memory=highest_memory(memory_before, peak_memory()))
 
 
