@@ -309,11 +309,10 @@ def results_markdown(rows: list[dict], scored_on: str = "dev") -> str:
     return "\n".join(table)
 
 
-def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe, seed: int,
-                  scored_on: str = "dev", split: dict | None = None, pretraining_from: str | None = None,
-                  memory: dict | None = None) -> None:
+def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe, seed: int, scored_on: str,
+                  split: dict | None, pretraining_from: str | None, memory: dict) -> None:
     """results.json and results.md; `memory`: the peak memory of the processes that trained and evaluated the
-    runs (this one's when not given)."""
+    runs."""
     def where(path: Path) -> str:
         """Relative to the run directory when inside it (the demo's corpus), else the name within the data
         folder: never an absolute path, so results committed from one machine read on another."""
@@ -325,7 +324,7 @@ def write_results(out: Path, rows: list[dict], files: DataFiles, chosen: Recipe,
                     for stage in RECIPE_STAGES if stage != "teacher" or chosen.teacher_format is not None}
     meta = {"recipe": asdict(chosen), "stages": trained_with, "seed": seed, "scored_on": scored_on,
             "validation_split": split, "corpus_path": where(files.wiki), "eval_corpus_path": where(files.dev),
-            "hardware": hardware(), "memory": memory or peak_memory(),
+            "hardware": hardware(), "memory": memory,
             "data_files": {k: (None if v is None else Path(v).name) for k, v in asdict(files).items()},
             **({"pretraining_from": pretraining_from} if pretraining_from else {})}
     write_text_atomic(out / "results.json", json.dumps({**meta, "rows": rows}, indent=1) + "\n")
