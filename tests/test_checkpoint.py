@@ -4,6 +4,7 @@ or foreign files, atomic saves, and import of the course's `.params` files."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 
 import pytest
@@ -231,3 +232,23 @@ def test_course_rope_params_load_as_rope(tmp_path, vocab):
     x = torch.randint(0, len(vocab), (2, 47), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x)[0], source(x)[0], rtol=0, atol=0)
+
+
+def test_synthesizer_b_travels_with_the_checkpoint(tmp_path, vocab):
+    """A per-head synthesizer is saved and loaded as one; asking for the shared B instead is a one-line error naming
+    the difference; a checkpoint written before the option existed (no synthesizer_b in its config) is per-head."""
+    model = make_model(tiny_config(len(vocab), "synthesizer", synthesizer_b="per-head"), seed=2).eval()
+    path = tmp_path / "per-head.params"
+    checkpoint.save(path, model, vocab)
+    assert checkpoint.read_config(path)[0].synthesizer_b == "per-head"
+    with pytest.raises(FactlabError) as err:
+        checkpoint.load(path, dataclasses.replace(model.config, synthesizer_b="shared"), vocab)
+    assert "synthesizer_b 'per-head' (asked for 'shared')" in one_line_error(err, path)
+    old = tmp_path / "before-the-option.params"
+    config = {k: v for k, v in model.config.to_dict().items() if k != "synthesizer_b"}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(old),
+              metadata={"format": checkpoint.FORMAT, "config": json.dumps(config), "vocab": vocab.to_json()})
+    loaded, _ = checkpoint.load(old, model.config, vocab)
+    x = torch.randint(0, len(vocab), (2, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x)[0], model(x)[0], rtol=0, atol=0)

@@ -15,7 +15,7 @@ from factlab.cli import main
 from factlab.lab import attention, cost, kqv
 from factlab.lab.measure import batch_of, config, counted_flops, saved_bytes
 from factlab.lab.cost import VARIANTS
-from factlab.model import GPT
+from factlab.model import GPT, SYNTHESIZER_B
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -98,7 +98,8 @@ def test_identity_and_random_constructions_fail():
 SIZES = st.builds(cost.Sizes, length=st.integers(1, 40), n_layer=st.integers(2, 5),
                   n_head=st.sampled_from([1, 2, 4]), n_embd=st.sampled_from([8, 16, 32]),
                   bottleneck_dim=st.integers(1, 12), vocab_size=st.integers(3, 50),
-                  block_size=st.one_of(st.none(), st.integers(40, 64)))
+                  block_size=st.one_of(st.none(), st.integers(40, 64)),
+                  synthesizer_b=st.sampled_from(SYNTHESIZER_B))
 
 
 @settings(max_examples=15, deadline=None)
@@ -115,7 +116,8 @@ def test_course_model_parameter_count():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("sizes,batch", [(cost.Sizes(24, 3, 2, 16, 5, 30), 1), (cost.Sizes(9, 2, 4, 16, 12, 20, 16), 3)])
+@pytest.mark.parametrize("sizes,batch", [(cost.Sizes(24, 3, 2, 16, 5, 30), 1), (cost.Sizes(9, 2, 4, 16, 12, 20, 16), 3),
+                                         (cost.Sizes(9, 2, 4, 16, 12, 20, 16, "per-head"), 2)])
 def test_activation_bytes_equal_what_autograd_saves(variant, sizes, batch):
     torch.manual_seed(0)
     model = GPT(config(variant, sizes))

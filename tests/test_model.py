@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from factlab.model import GPT, GPTConfig, SynthesizerAttention
+from factlab.model import GPT, GPTConfig, SYNTHESIZER_B, SynthesizerAttention
 
 V = 40  # vocabulary size of the random models below
 PROPERTY = settings(max_examples=25, deadline=None)
@@ -152,7 +152,7 @@ def reference_synthesizer(attn: SynthesizerAttention, x: torch.Tensor) -> torch.
         rows = slice(i * hs, (i + 1) * hs)
         A_i, b1_i = attn.w1.weight[rows].T, attn.w1.bias[rows]
         V_i, bv_i = attn.value.weight[rows].T, attn.value.bias[rows]
-        B_i = attn.w2[i, :, :T]
+        B_i = attn.w2[i if attn.w2.size(0) > 1 else 0, :, :T]  # B_i, or the B all heads share
         scores = torch.relu(x @ A_i + b1_i) @ B_i + attn.b2[:T]
         weights = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
         heads.append(weights @ (x @ V_i + bv_i))
@@ -160,11 +160,15 @@ def reference_synthesizer(attn: SynthesizerAttention, x: torch.Tensor) -> torch.
 
 
 @pytest.mark.parametrize("T", [1, 7, 16])
-def test_synthesizer_matches_handwritten_formula(T):
-    """SynthesizerAttention (dropout 0, eval) equals the direct formula, with distinct B_i per head."""
+@pytest.mark.parametrize("synthesizer_b", SYNTHESIZER_B)
+def test_synthesizer_matches_handwritten_formula(T, synthesizer_b):
+    """SynthesizerAttention (dropout 0, eval) equals the direct formula, with one B for all heads (the course's
+    code) and with distinct B_i per head (the handout's formula)."""
     torch.manual_seed(3)
-    config = GPTConfig(V, 16, n_layer=1, n_head=2, n_embd=8, variant="synthesizer", dropout=0.0)
+    config = GPTConfig(V, 16, n_layer=1, n_head=2, n_embd=8, variant="synthesizer", dropout=0.0,
+                       synthesizer_b=synthesizer_b)
     attn = SynthesizerAttention(config, layer=0).eval()
+    assert attn.w2.shape == (2 if synthesizer_b == "per-head" else 1, 4, 16)
     with torch.no_grad():
         for p in attn.parameters():
             p.normal_(0, 0.7)

@@ -43,6 +43,7 @@ def test_course_recipe_is_the_default():
     (lambda: Training(lr_schedule="cosine"), "lr_schedule='cosine': unknown (known: course, floor)"),
     (lambda: Training(precision="fp16"), "precision='fp16': unknown"),
     (lambda: ModelOptions(n_layer=0), "n_layer=0: must be positive"),
+    (lambda: ModelOptions(synthesizer_b="each"), "synthesizer_b='each': unknown (known: shared, per-head)"),
     (lambda: Recipe("r", "d", answer_format="essay"), "answer_format 'essay': unknown"),
     (lambda: recipe("cpu-faster"), "--recipe cpu-faster: unknown recipe (known: course, cpu-fast, cpu-recite, cpu-best, cpu-distill, cpu-direct)"),
 ])
@@ -65,6 +66,9 @@ def test_command_line_layers_over_the_recipe():
     assert model == ModelOptions(n_layer=2, n_head=4, n_embd=128, dropout=0.0)
     assert training == fast.pretrain.overridden_by(Training(learning_rate=1e-3, compile=True))
     assert (training.batch_size, training.lr_schedule, training.max_minutes) == (64, "floor", 54)
+    per_head = parse_command_line(["pretrain", "synthesizer", "wiki.txt", "--writing_params_path", "p",
+                                   "--synthesizer_b", "per-head"])
+    assert resolved(per_head, "pretrain")[0] == ModelOptions(synthesizer_b="per-head")
     plain = parse_command_line(["finetune", "vanilla", "wiki.txt", "--writing_params_path", "p",
                                 "--finetune_corpus_path", "t.tsv"])
     assert resolved(plain, "scratch") == (ModelOptions(), Training(precision="fp32"))
@@ -156,6 +160,9 @@ def test_overrides_change_one_setting_of_a_recipe_typed():
     assert chosen.name == "cpu-recite pretrain.objective=lm model.n_embd=256 finetune.learning_rate=3e-4 " \
                           "pretrain.compile=true answer_format=direct"
     assert overridden(RECIPES["course"], []) is RECIPES["course"]
+    per_head = overridden(RECIPES["course"], ["model.synthesizer_b=per-head"]).model
+    assert per_head.config("synthesizer", 40).synthesizer_b == "per-head"
+    assert RECIPES["course"].model.config("synthesizer", 40).synthesizer_b == "shared"  # the course's code
     for bad, message in (("pretrain.objectiv=lm", "expected STAGE.NAME=VALUE"), ("foo=1", "expected STAGE.NAME"),
                          ("pretrain.max_epochs=1.5", "'1.5' is not of type int"),
                          ("pretrain.objective=xx", "objective='xx': unknown"),

@@ -36,12 +36,14 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
         assert r["correct"] == sum(p == g for p, g in zip(predictions, golds)) and r["total"] == len(dev)
         if r["params"]:
             assert read_config(out / r["params"])[0].variant == r["variant"]
+            assert r["model"] == read_config(out / r["params"])[0].to_dict()  # the resolved model, every option
             assert r["seconds"] > 0 and r["stage_seconds"]
     assert rows[0]["correct"] == sum(g == london_baseline([None])[0] for g in golds)
     n_test = len(corpus_files["test"].read_text().splitlines())
     assert len((out / "perceiver.pretrain.test.predictions").read_text().splitlines()) == n_test
     saved = json.loads((out / "results.json").read_text())
     assert saved["rows"] == rows and saved["recipe"]["name"] == "tiny"
+    assert [r["model"]["synthesizer_b"] for r in rows if r["variant"] == "synthesizer"] == ["shared"] * 2
     assert (saved["corpus_path"], saved["eval_corpus_path"]) == ("wiki.txt", "birth_dev.tsv")  # never absolute
     assert saved["stages"]["pretrain"]["max_epochs"] == 1 and saved["stages"]["finetune"]["learning_rate"] == 1e-3
     assert saved["data_files"] == {"wiki": "wiki.txt", "train": "birth_places_train.tsv", "dev": "birth_dev.tsv",

@@ -69,6 +69,8 @@ def parse_metadata(path: Path, meta: dict) -> tuple[GPTConfig, Vocab, dict]:
     if not isinstance(raw, dict):
         raise FactlabError(f"{path}: checkpoint metadata 'config' is not a JSON object")
     known = {f.name for f in fields(GPTConfig)}
+    # Checkpoints written before the synthesizer's B could be shared have one B_i per head.
+    raw = {"synthesizer_b": "per-head", **raw} if isinstance(raw, dict) else raw
     try:
         config = GPTConfig(**{k: v for k, v in raw.items() if k in known})
     except (TypeError, ValueError) as err:
@@ -98,9 +100,11 @@ def is_safetensors(path: Path) -> bool:
 def check_compatible(path, found: GPTConfig, found_vocab: Vocab | None, wanted: GPTConfig, vocab: Vocab) -> None:
     """One line naming every difference between a checkpoint and the model the command asked for."""
     diffs = [f"{name} {getattr(found, name)!r} (asked for {getattr(wanted, name)!r})"
-             for name in ("variant", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bottleneck_dim")
+             for name in ("variant", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "bottleneck_dim",
+                          "synthesizer_b")
              if getattr(found, name) != getattr(wanted, name)
-             and not (name == "bottleneck_dim" and found.variant != "perceiver")]
+             and not (name == "bottleneck_dim" and found.variant != "perceiver")
+             and not (name == "synthesizer_b" and found.variant != "synthesizer")]
     if found_vocab is not None and found_vocab != vocab and found.vocab_size == wanted.vocab_size:
         changed = sum(a != b for a, b in zip(found_vocab.itos, vocab.itos))
         diffs.append(f"vocabulary ({changed} characters differ from the pretraining corpus)")
@@ -134,7 +138,8 @@ def load(path: str | Path, wanted: GPTConfig, vocab: Vocab) -> tuple[GPT, dict]:
 def load_course_params(path: Path) -> dict[str, torch.Tensor]:
     """A course checkpoint (torch.save of a minGPT state_dict), loaded without unpickling arbitrary objects and
     converted to factlab's names: the stored attention masks are dropped (SDPA masks on the fly) and the course
-    synthesizer's B (shared by the heads, block_size - 1 columns) becomes one B_i per head."""
+    synthesizer's B (shared by the heads, block_size - 1 columns) gets factlab's shape (1 x head size x block_size;
+    the last column, which no input reaches, zero)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad pickle/zip: all mean "not a checkpoint"
@@ -149,10 +154,9 @@ def load_course_params(path: Path) -> dict[str, torch.Tensor]:
     if rope and "pos_emb" not in state:
         state[ROPE_BLOCK_KEY] = torch.tensor(rope[0].size(0))
     for key in [k for k in state if k.endswith(".attn.w2") and state[k].dim() == 2]:
-        n_head = state[key.replace("w2", "w1") + ".weight"].size(0) // state[key].size(0)
         block_size = state["pos_emb"].size(1)
-        w2 = torch.zeros(n_head, state[key].size(0), block_size)
-        w2[:, :, : state[key].size(1)] = state[key]
+        w2 = torch.zeros(1, state[key].size(0), block_size)
+        w2[0, :, : state[key].size(1)] = state[key]
         state[key] = w2
         b2_key = key.replace("w2", "b2")
         state[b2_key] = torch.cat([state[b2_key], state[b2_key].new_zeros(block_size - state[b2_key].numel())])
@@ -175,4 +179,4 @@ def config_from_course_state(state: dict[str, torch.Tensor], wanted: GPTConfig) 
     bottleneck = state["down_block.C"].size(1) if variant == "perceiver" else wanted.bottleneck_dim
     return GPTConfig(vocab_size=vocab_size, block_size=state["pos_emb"].size(1), n_layer=n_layer,
                      n_head=wanted.n_head, n_embd=n_embd, variant=variant, bottleneck_dim=bottleneck,
-                     dropout=wanted.dropout)
+                     dropout=wanted.dropout, synthesizer_b="shared")  # the course's code has one B

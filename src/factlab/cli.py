@@ -18,7 +18,7 @@ import torch
 from . import FactlabError, __version__, experiment
 from .evaluate import report
 from .lab import add_lab_parser, run_lab
-from .model import VARIANTS
+from .model import SYNTHESIZER_B, VARIANTS
 from .data import BATCHINGS, OBJECTIVES, VALIDATION_QUESTIONS, VALIDATION_SEED
 from .formats import FORMATS
 from .recipes import RECIPES, ModelOptions, Training, overridden, recipe
@@ -34,6 +34,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n_embd", type=int)
     g.add_argument("--bottleneck_dim", type=int, help="perceiver: number of latents m (default 32)")
     g.add_argument("--dropout", type=float)
+    g.add_argument("--synthesizer_b", choices=SYNTHESIZER_B, help="synthesizer: shared (default: one B for all "
+                   "heads, as the course's code) or per-head (one B_i per head, as the handout's formula)")
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
@@ -272,7 +274,8 @@ def training_options(args, lr_alias: str) -> Training:
 
 def model_options(args) -> ModelOptions:
     """The model sizes the command line gives (None where it gives none: the checkpoint's, else the course's)."""
-    return ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd, args.bottleneck_dim, args.dropout)
+    return ModelOptions(args.block_size, args.n_layer, args.n_head, args.n_embd, args.bottleneck_dim, args.dropout,
+                        args.synthesizer_b)
 
 
 def resolved(args, stage: str) -> tuple[ModelOptions, Training]:

@@ -175,15 +175,21 @@ def randomize(model: GPT, seed: int) -> GPT:
 
 
 def from_factlab(model) -> GPT:
-    """The course model with the weights of a factlab vanilla GPT (the same parameter names; the course's
-    masks are buffers the factlab model does not have). Dropout as in factlab's config."""
+    """The course model with the weights of a factlab vanilla or synthesizer GPT (the same parameter names; the
+    course's masks are buffers the factlab model does not have; the synthesizer's shared B and b2 lose the last
+    column, which no input of the course's reaches). Dropout as in factlab's config."""
     config = model.config
-    if config.variant != "vanilla":
-        raise ValueError(f"only the vanilla variant maps onto the course model, not {config.variant!r}")
+    synthesizer = config.variant == "synthesizer"
+    if config.variant != "vanilla" and not (synthesizer and config.synthesizer_b == "shared"):
+        raise ValueError(f"only vanilla and the shared-B synthesizer map onto the course model, not "
+                         f"{config.variant!r} ({config.synthesizer_b})")
     course = GPT(CourseConfig(config.vocab_size, config.block_size, n_layer=config.n_layer, n_head=config.n_head,
                               n_embd=config.n_embd, embd_pdrop=config.dropout, resid_pdrop=config.dropout,
-                              attn_pdrop=config.dropout))
-    missing, unexpected = course.load_state_dict(model.state_dict(), strict=False)
+                              attn_pdrop=config.dropout, synthesizer=synthesizer))
+    state = model.state_dict()
+    for key in [k for k in state if k.endswith((".attn.w2", ".attn.b2"))]:
+        state[key] = state[key][0, :, :-1] if key.endswith("w2") else state[key][:-1]
+    missing, unexpected = course.load_state_dict(state, strict=False)
     if unexpected or any(not k.endswith(".attn.mask") for k in missing):
         raise ValueError(f"state does not map onto the course model: missing {missing}, unexpected {unexpected}")
     return course.to(next(model.parameters()).device)

@@ -7,6 +7,8 @@ ln_f, head), so a course checkpoint is a state_dict this model loads. Attention 
 - vanilla: causal multi-head self-attention.
 - synthesizer (2021 handout): per head, softmax(ReLU(X A_i + b1) B_i + b2) (X V_i): the weights are synthesized
   from each position alone, with no query-key dot product; as SDPA, q = ReLU(X A_i + b1), k = B_iᵀ, bias b2, scale 1.
+  The course's starter code declares one B for all heads (`synthesizer_b="shared"`, the default); the handout's
+  formula has one B_i per head (`synthesizer_b="per-head"`).
 - perceiver (2023 handout): a learned basis C of m latents cross-attends to the input (latent i sees inputs <= i),
   n_layer - 2 ordinary blocks run over the m latents, and every input position attends back to the latents
   (position j sees latents <= j). All three masks are SDPA's upper-left causal mask.
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from .vocab import PAD_ID
 
 VARIANTS = ("vanilla", "synthesizer", "perceiver", "rope")
+SYNTHESIZER_B = ("shared", "per-head")  # the course's code: one B for all heads; the handout's formula: one per head
 ROPE_BASE = 10000.0  # the handout's 10000 in θ_i = 10000^(-2(i-1)/d)
 
 
@@ -44,10 +47,13 @@ class GPTConfig:
     variant: str = "vanilla"
     bottleneck_dim: int = 32  # m, the perceiver's number of latents
     dropout: float = 0.1  # the course's embd, resid and attn dropout
+    synthesizer_b: str = "shared"  # the synthesizer's B: one for all heads (the course's code) or one per head
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
+        if self.synthesizer_b not in SYNTHESIZER_B:
+            raise ValueError(f"unknown synthesizer_b {self.synthesizer_b!r}; choose one of {', '.join(SYNTHESIZER_B)}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if self.variant == "rope" and (self.n_embd // self.n_head) % 2:
@@ -173,15 +179,17 @@ class CausalAttention(nn.Module):
 class SynthesizerAttention(nn.Module):
     """Dense Synthesizer: attention weights from each position alone, softmax(ReLU(X A_i + b1) B_i + b2).
 
-    w1 holds A_i and b1 of all heads; w2[i] is B_i (head_size x block_size); b2 is shared, as in the handout.
-    The course's starter code shares one B among the heads: that is the special case B_i = B (see checkpoint.py).
+    w1 holds A_i and b1 of all heads; b2 is shared, as in the handout. w2 holds B (1 x head_size x block_size),
+    shared by the heads as in the course's starter code, or with synthesizer_b="per-head" one B_i per head
+    (n_head x head_size x block_size), as in the handout's formula.
     """
 
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
         head_size = config.n_embd // config.n_head
         self.w1 = nn.Linear(config.n_embd, config.n_embd)
-        self.w2 = nn.Parameter(torch.empty(config.n_head, head_size, config.block_size).uniform_(-0.001, 0.001))
+        n_b = config.n_head if config.synthesizer_b == "per-head" else 1
+        self.w2 = nn.Parameter(torch.empty(n_b, head_size, config.block_size).uniform_(-0.001, 0.001))
         self.b2 = nn.Parameter(torch.zeros(config.block_size))
         self.value = nn.Linear(config.n_embd, config.n_embd)
         self.proj = nn.Linear(config.n_embd, config.n_embd)
@@ -192,7 +200,7 @@ class SynthesizerAttention(nn.Module):
         """The SDPA roles: q = ReLU(X A_i + b1), k = B_iᵀ, and bias b2 with -inf where `mask` is False (scale 1)."""
         q = split_heads(F.relu(self.w1(x)), self.n_head)  # (B, nh, T, hs)
         slots = mask.size(-1)
-        k = self.w2[:, :, :slots].transpose(1, 2).unsqueeze(0).expand(x.size(0), -1, -1, -1)
+        k = self.w2[:, :, :slots].transpose(1, 2).unsqueeze(0).expand(x.size(0), self.n_head, -1, -1)
         return q, k, self.b2[:slots].masked_fill(~mask, float("-inf"))
 
     def attention_weights(self, x, context=None, rotary=None) -> torch.Tensor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from . import FactlabError
 from .data import BATCHINGS, OBJECTIVES
 from .formats import FORMATS
-from .model import GPTConfig
+from .model import SYNTHESIZER_B, GPTConfig
 from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, TrainConfig
 
 STAGES = ("pretrain", "finetune", "scratch")  # finetune: from a pretrained model; scratch: without pretraining
@@ -35,9 +35,9 @@ def _check(owner: str, name: str, value, kind, positive: bool = False) -> None:
 
 
 def _model_type(name: str) -> tuple[type, bool]:
-    """A model size's type and whether it must be positive: dropout is a float that may be 0, the rest
-    positive integers."""
-    return (float, False) if name == "dropout" else (int, True)
+    """A model option's type and whether it must be positive: dropout is a float that may be 0, synthesizer_b
+    a choice, the rest positive integers."""
+    return {"dropout": (float, False), "synthesizer_b": (str, False)}.get(name, (int, True))
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,16 @@ class ModelOptions:
     n_embd: int | None = None
     bottleneck_dim: int | None = None
     dropout: float | None = None
+    synthesizer_b: str | None = None  # "shared" (the course's code) or "per-head" (the handout's formula)
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None:
                 _check("model option", f.name, value, *_model_type(f.name))
+        if self.synthesizer_b is not None and self.synthesizer_b not in SYNTHESIZER_B:
+            raise FactlabError(f"model option synthesizer_b={self.synthesizer_b!r}: unknown "
+                               f"(known: {', '.join(SYNTHESIZER_B)})")
 
     def overridden_by(self, other: ModelOptions) -> ModelOptions:
         """These options with every value `other` sets replacing ours."""

@@ -108,6 +108,7 @@ def reproduce(files: DataFiles, out_dir, recipe_name: str | Recipe = "cpu-fast",
         rows.append(row(f"{variant}: {RUN_NAMES[name.split('.')[1]]}", variant, evaluation,
                         time.perf_counter() - t0 + sum(earlier), params, f"{name}.{scored_on}.predictions",
                         stage_seconds, log))
+        rows[-1]["model"] = checkpoint.read_config(out / params)[0].to_dict()  # the sizes and variant options it ran
         earlier.clear()
         if analysed is not None:
             t1 = time.perf_counter()

@@ -32,6 +32,7 @@ class Sizes:
     bottleneck_dim: int = 32  # m
     vocab_size: int = 256  # V (wiki.txt has 256 characters with PAD and MASK)
     block_size: int | None = None  # sizes pos_emb and the synthesizer's B; defaults to ℓ
+    synthesizer_b: str = "shared"  # one B for all heads (the course's code) or "per-head" (the handout's B_i)
 
     @property
     def block(self) -> int:
@@ -71,8 +72,9 @@ def layers(variant: str, s: Sizes) -> list[Layer]:
         return [Layer("block", L, block_params(d), l * (8 * d * d + mlp), 2 * l * l * d, 2 * l * l * d,
                       FLOAT * l * (16 * d + extra + h + stats))]
     if variant == "synthesizer":
-        # w1 replaces query and key (one projection fewer); B_i is d/h x block, b2 is block.
-        params = block_params(d) - (d * d + d) + d * s.block + s.block
+        # w1 replaces query and key (one projection fewer); B (or each head's B_i) is d/h x block, b2 is block.
+        n_b = h if s.synthesizer_b == "per-head" else 1
+        params = block_params(d) - (d * d + d) + n_b * (d // h) * s.block + s.block
         # the math path also saves the B_iᵀ copied per sequence (d x ℓ) and the softmax weights (h x ℓ x ℓ)
         return [Layer("block", L, params, l * (6 * d * d + mlp), 2 * l * l * d, 2 * l * l * d,
                       FLOAT * (17 * l * d + h * l * l + stats * l), shared_bytes=l * l)]

@@ -22,7 +22,8 @@ from .cost import Sizes
 
 def config(variant: str, s: Sizes) -> GPTConfig:
     return GPTConfig(vocab_size=s.vocab_size, block_size=s.block, n_layer=s.n_layer, n_head=s.n_head,
-                     n_embd=s.n_embd, variant=variant, bottleneck_dim=s.bottleneck_dim, dropout=0.0)
+                     n_embd=s.n_embd, variant=variant, bottleneck_dim=s.bottleneck_dim, dropout=0.0,
+                     synthesizer_b=s.synthesizer_b)
 
 
 def batch_of(s: Sizes, batch: int, device="cpu", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

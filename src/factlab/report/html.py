@@ -133,8 +133,9 @@ def attention_section(run_dir: RunDir, run: Run, question: str) -> str:
     kind = {"vanilla": "Self-attention, per layer and head",
             "rope": "Self-attention with rotary position embeddings (queries and keys rotated by position), per "
                     "layer and head",
-            "synthesizer": "Synthesized weights softmax(ReLU(X A<sub>i</sub> + b<sub>1</sub>) B<sub>i</sub> + "
-                           "b<sub>2</sub>), per layer and head",
+            "synthesizer": "Synthesized weights softmax(ReLU(X A<sub>i</sub> + b<sub>1</sub>) "
+                           + ("B<sub>i</sub>" if config.synthesizer_b == "per-head" else "B")
+                           + " + b<sub>2</sub>), per layer and head",
             "perceiver": f"Cross-attention of the {config.bottleneck_dim} latents to the input (down_block), "
                          "self-attention among the latents (blocks), and of the input to the latents (up_block)"}
     return (f"<h3>{esc(run.label)} <small>({esc(run.row['params'])}, {config.variant}, {config.n_layer} layers, "
