@@ -284,3 +284,25 @@ def test_snapshot_of_a_run_in_progress_is_its_model_and_leaves_the_run_as_it_was
     done = run_cli([*args, "--resume"])
     assert done.returncode == 0, done.stderr
     assert_same_weights(params, pre)
+
+
+@pytest.mark.parametrize("variant", ["synthesizer", "perceiver"])
+def test_a_state_saved_before_synthesizer_b_existed_resumes(pretrain_ds, vocab, tmp_path, variant):
+    """A training state whose model identity has no synthesizer_b (factlab before it existed): a synthesizer's was
+    one B_i per head, so it resumes as per-head and is refused in one line as the shared B; every other variant
+    resumes as before."""
+    config = TrainConfig(max_epochs=1, batch_size=16, learning_rate=1e-3, final_tokens=10**6, seed=2)
+    old = tiny_config(len(vocab), variant, synthesizer_b="per-head")
+    identity = {"model": {k: v for k, v in old.to_dict().items() if k != "synthesizer_b"}}
+    saving = Checkpointing(tmp_path / "p.state", 10.0, False, identity)
+    train(make_model(old), pretrain_ds, replace(config, max_steps=2), progress=False, checkpointing=saving)
+    now = tiny_config(len(vocab), variant)  # the shared B, today's default
+    resuming = Checkpointing(tmp_path / "p.state", 10.0, True, {"model": now.to_dict()})
+    if variant == "synthesizer":
+        with pytest.raises(FactlabError) as err:
+            train(make_model(now), pretrain_ds, config, progress=False, checkpointing=resuming)
+        assert "\n" not in str(err.value) and "model.synthesizer_b 'per-head' (now 'shared')" in str(err.value)
+        resuming = replace(resuming, identity={"model": old.to_dict()})
+        now = old
+    assert train(make_model(now), pretrain_ds, config, progress=False,
+                 checkpointing=resuming).resumed_from_step == 2

@@ -5,7 +5,7 @@ the config travels with the weights), written atomically, validated on load; cou
 from __future__ import annotations
 
 import json
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,11 +68,8 @@ def parse_metadata(path: Path, meta: dict) -> tuple[GPTConfig, Vocab, dict]:
     raw, itos, info = field_json("config"), field_json("vocab"), field_json("info", required=False)
     if not isinstance(raw, dict):
         raise FactlabError(f"{path}: checkpoint metadata 'config' is not a JSON object")
-    known = {f.name for f in fields(GPTConfig)}
-    # Checkpoints written before the synthesizer's B could be shared have one B_i per head.
-    raw = {"synthesizer_b": "per-head", **raw} if isinstance(raw, dict) else raw
     try:
-        config = GPTConfig(**{k: v for k, v in raw.items() if k in known})
+        config = GPTConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise FactlabError(f"{path}: checkpoint config is invalid ({err})") from None
     if not isinstance(itos, list) or not all(isinstance(c, str) and len(c) == 1 for c in itos):

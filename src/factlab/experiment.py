@@ -189,7 +189,7 @@ def snapshot(state_file, corpus_path, writing_params_path) -> dict:
     if state.fingerprint(corpus_path) != identity["data"]["corpus"]:
         raise FactlabError(f"{corpus_path}: not the corpus the run of {state_file} trains on (its vocabulary and "
                            "documents differ)")
-    config = GPTConfig(**identity["model"])
+    config = GPTConfig.from_dict(identity["model"])
     corpus = pretraining_dataset(corpus_path, config.block_size)
     model = GPT(config)
     model.load_state_dict(saved["model"])

@@ -24,7 +24,7 @@ each module builds its queries, keys and mask in one place, used both by its SDP
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -63,6 +63,15 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> GPTConfig:
+        """The config that `to_dict` wrote, in this or an earlier factlab (unknown keys are ignored). A synthesizer
+        saved before `synthesizer_b` existed has one B_i per head, the default of that time."""
+        if saved.get("variant") == "synthesizer":
+            saved = {"synthesizer_b": "per-head", **saved}
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
 
 class KVCache:

@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from . import FactlabError, state
 from .data import BATCHINGS, epoch_batches
-from .model import GPT
+from .model import GPT, GPTConfig
 from .vocab import PAD_ID
 
 
@@ -320,7 +320,10 @@ def train(model: GPT, dataset, config: TrainConfig, metrics_path: str | Path | N
         live_metrics = state.partial_metrics_path(metrics_path)
     if checkpointing.resume:
         saved = state.load(checkpointing.state_path)
-        state.check_identity(checkpointing.state_path, saved["identity"], checkpointing.identity)
+        identity = saved["identity"]
+        if "model" in identity:  # as this factlab writes it (a synthesizer of an older one is per-head)
+            identity = {**identity, "model": GPTConfig.from_dict(identity["model"]).to_dict()}
+        state.check_identity(checkpointing.state_path, identity, checkpointing.identity)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         steps, tokens, schedule_tokens = saved["steps"], saved["tokens"], saved["schedule_tokens"]
