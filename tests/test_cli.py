@@ -122,6 +122,23 @@ def test_finetune_from_scratch(tmp_path, corpus_files, capsys):
     assert (tmp_path / "scratch.params.metrics.jsonl").is_file()
 
 
+def test_finetuning_drops_non_ascii_as_the_course_unless_asked_to_keep_it(tmp_path, corpus_files, capsys):
+    """The course's NameDataset drops the finetuning questions' non-ASCII characters, and so does the default (a
+    character wiki.txt lacks is then no error); --non_ascii keep reads them, and the checkpoint says which."""
+    questions = tmp_path / "q.tsv"
+    lines = corpus_files["train"].read_text(encoding="utf-8")
+    questions.write_text(lines + "Where was Zoë Ŋ born?\tOslo\n", encoding="utf-8")
+    assert "Ŋ" not in corpus_files["wiki"].read_text(encoding="utf-8")
+    params = tmp_path / "dropped.params"
+    code, _, err = run(capsys, "finetune", "vanilla", corpus_files["wiki"], "--finetune_corpus_path", questions,
+                       "--writing_params_path", params, *TINY, *TRAIN)
+    assert code == 0 and err == "" and checkpoint.read_config(params)[2]["non_ascii"] == "drop"
+    code, _, err = run(capsys, "finetune", "vanilla", corpus_files["wiki"], "--finetune_corpus_path", questions,
+                       "--writing_params_path", tmp_path / "kept.params", *TINY, *TRAIN, "--non_ascii", "keep")
+    n = lines.count("\n") + 1
+    assert code == 2 and err.count("\n") == 1 and f"{questions}:{n}: character 'ë'" in err
+
+
 @pytest.mark.parametrize("variant", ["synthesizer", "perceiver", "rope"])
 def test_variant_end_to_end(tmp_path, work, capsys, variant):
     """pretrain -> finetune -> evaluate works for the other two variants (perceiver with 8 latents)."""
@@ -182,7 +199,8 @@ ERROR_CASES = {
         f"{t / 'bad.tsv'}:2", "--writing_params_path"),
     "unknown character in tsv": lambda t, w: (
         ["finetune", "vanilla", w["wiki"], "--finetune_corpus_path",
-         bad_file(t, "bad.tsv", "Where was Ab born?\tParis\nWhere was Zoë born?\tOslo\n"), *TINY, *TRAIN],
+         bad_file(t, "bad.tsv", "Where was Ab born?\tParis\nWhere was Zoë born?\tOslo\n"), *TINY, *TRAIN,
+         "--non_ascii", "keep"],  # the course's default drops the ë
         f"{t / 'bad.tsv'}:2", "--writing_params_path"),
     "empty wiki": lambda t, w: (
         ["pretrain", "vanilla", bad_file(t, "empty.txt", ""), *TINY, *TRAIN], str(t / "empty.txt"),

@@ -121,7 +121,7 @@ def test_pretraining_objective_and_question_mixing_through_the_cli(tmp_path, cor
     assert main(base + ["--writing_params_path", str(tmp_path / "mixed.params"), "--objective", "mix",
                         "--mix_questions", str(corpus_files["train"]), "--question_share", "0.5"]) == 0
     info = read_config(tmp_path / "mixed.params")[2]
-    assert info["pretraining"] == {"objective": "mix", "span_share": 0.5, "question_share": 0.5}
+    assert info["pretraining"] == {"objective": "mix", "span_share": 0.5, "question_share": 0.5, "non_ascii": "drop"}
     n_documents = len([line for line in corpus_files["wiki"].read_text().split("\n") if line.strip()])
     assert steps("span.params") == -(-n_documents // 16) and steps("mixed.params") == -(-2 * n_documents // 16)
     assert json.dumps(info["train"])  # the trainer's own settings are recorded beside them

@@ -430,9 +430,8 @@ def _fmt(x: float | None) -> str:
 
 
 def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_path, options,
-                 train_corpus_path=None, outputs_path=None, device: str = "auto",
-                 drop_non_ascii: bool = False, recall_params_path=None, calibrate_on=None,
-                 answered: tuple | None = None) -> dict:
+                 train_corpus_path=None, outputs_path=None, device: str = "auto", recall_params_path=None,
+                 calibrate_on=None, answered: tuple | None = None) -> dict:
     """The analysis of a checkpoint's answers to a question file (written to outputs_path as JSON); `answered` is
     (the Scored answers, the recitations) when the caller has decoded them already (experiment.evaluate with
     with_scores), so they are not decoded twice."""
@@ -440,8 +439,8 @@ def run_analysis(variant: str, corpus_path, reading_params_path, eval_corpus_pat
         experiment.check_output_path(outputs_path)
     calibration = Calibration.fitted_on(calibrate_on) if calibrate_on is not None else None
     model, corpus = experiment.load_model(reading_params_path, variant, corpus_path, options)
-    questions = experiment.read_questions(eval_corpus_path, drop_non_ascii, require_answers=True)
-    train = (experiment.read_questions(train_corpus_path, drop_non_ascii, require_answers=True)
+    questions = experiment.read_questions(eval_corpus_path, require_answers=True)
+    train = (experiment.read_questions(train_corpus_path, require_answers=True)
              if train_corpus_path is not None else None)
     answer_format = checkpoint_format(reading_params_path)
     if answered is None:

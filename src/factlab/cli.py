@@ -19,7 +19,7 @@ from . import FactlabError, __version__, experiment
 from .evaluate import report
 from .lab import add_lab_parser, run_lab
 from .model import SYNTHESIZER_B, VARIANTS
-from .data import BATCHINGS, OBJECTIVES, VALIDATION_QUESTIONS, VALIDATION_SEED
+from .data import BATCHINGS, NON_ASCII, OBJECTIVES, VALIDATION_QUESTIONS, VALIDATION_SEED
 from .formats import FORMATS
 from .recipes import RECIPES, ModelOptions, Training, overridden, recipe
 from .reproduce import DataFiles, reproduce
@@ -60,6 +60,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "sorted by length, each padded to its own longest: the same gradient with less padding "
                    "(docs/performance.md)")
     g.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (a run records its steps)")
+    g.add_argument("--non_ascii", choices=NON_ASCII, help="the finetuning questions' non-ASCII characters: drop "
+                   "(default: as the course's NameDataset, 'Ákos' becomes 'kos') or keep (as wiki.txt spells "
+                   "the names; factlab's CPU recipes)")
     g.add_argument("--replay_rates", metavar="METRICS", help="take each step's learning rate from a run's "
                    "PARAMS.metrics.jsonl, for as many steps as it records: with the same seed and options but "
                    "without --max_minutes, it replays a time-limited run exactly")
@@ -83,9 +86,6 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--drop_non_ascii", action="store_true",
-                   help="drop non-ASCII characters of the question files, as the course's NameDataset did "
-                        "(default: keep them; wiki.txt and the gold answers spell names with them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,13 +305,12 @@ def run(args) -> int | None:
         answer_format = args.answer_format or (chosen.answer_format if stage == "finetune" else "direct")
         result = experiment.finetune(args.variant, args.pretrain_corpus_path, args.finetune_corpus_path,
                                      args.writing_params_path, options, args.reading_params_path, training,
-                                     seed=args.seed, device=args.device, drop_non_ascii=args.drop_non_ascii,
-                                     answer_format=answer_format, control=run_control(args))
+                                     seed=args.seed, device=args.device, answer_format=answer_format,
+                                     control=run_control(args))
     elif args.verb == "evaluate":
         evaluation = experiment.evaluate(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                                          args.eval_corpus_path, model_options(args), args.outputs_path,
-                                         device=args.device, drop_non_ascii=args.drop_non_ascii,
-                                         abstain_below=args.abstain_below)
+                                         device=args.device, abstain_below=args.abstain_below)
         print(report(evaluation.score, args.outputs_path))
         if evaluation.abstention is not None:
             print(evaluation.abstention)
@@ -321,8 +320,8 @@ def run(args) -> int | None:
 
         result = run_analysis(args.variant, args.pretrain_corpus_path, args.reading_params_path,
                               args.eval_corpus_path, model_options(args), args.train_corpus_path,
-                              args.outputs_path, device=args.device, drop_non_ascii=args.drop_non_ascii,
-                              recall_params_path=args.recall_params_path, calibrate_on=args.calibrate_on)
+                              args.outputs_path, device=args.device, recall_params_path=args.recall_params_path,
+                              calibrate_on=args.calibrate_on)
         print(format_summary(result) + (f"\nwrote {args.outputs_path}" if args.outputs_path else ""))
         return
     elif args.verb == "label":

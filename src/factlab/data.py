@@ -28,11 +28,17 @@ class Question:
     where: str  # "file:line", for error messages
 
 
+# What finetuning does with the question files' non-ASCII characters: drop them, as the course's NameDataset, or
+# keep them (factlab's CPU recipes).
+NON_ASCII = ("drop", "keep")
+
+
 def parse_questions(text: str, source: str, require_answers: bool = True, drop_non_ascii: bool = False) -> list[Question]:
     """Parse `QUESTION<TAB>ANSWER` lines (or question-only lines when answers are not required).
 
-    Non-ASCII policy: characters are kept by default, because wiki.txt spells names with them ("Zürich") and the
-    gold answers keep them too. `drop_non_ascii` reproduces the course's NameDataset, which silently drops them.
+    `drop_non_ascii` does what the course's NameDataset does to the finetuning questions: it drops their non-ASCII
+    characters ("Ákos Császár" becomes "kos Csszr"), although wiki.txt spells the names with them. The course's
+    evaluation reads the questions as they are.
     """
     lines = text.split("\n")
     if lines and lines[-1] == "":

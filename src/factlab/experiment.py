@@ -19,7 +19,7 @@ from .evaluate import Abstention, Score, abstain, london_baseline, score, write_
 from .formats import DIRECT, AnswerFormat, checkpoint_format
 from .io import make_parent, read_text, write_text_atomic
 from .model import GPT, GPTConfig
-from .recipes import COURSE, DATA_SETTINGS, ModelOptions, Training, train_config
+from .recipes import COURSE, DATA_SETTINGS, ModelOptions, Training, course_stage, train_config
 from .train import Checkpointing, TrainConfig, TrainResult, ranks, resolve_device, train
 
 
@@ -103,9 +103,11 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
         if questions_path is None:
             raise FactlabError(f"question_share {settings.question_share}: needs the questions to mix in "
                                "(--mix_questions)")
-        questions = NameDataset(corpus, read_text(questions_path), source=str(questions_path))
+        questions = NameDataset(corpus, read_text(questions_path), source=str(questions_path),
+                                drop_non_ascii=settings.non_ascii == "drop")
         examples = QuestionMixture(corpus, questions, settings.question_share)
-        data.update(questions=state.fingerprint(questions_path), question_share=settings.question_share)
+        data.update(questions=state.fingerprint(questions_path), question_share=settings.question_share,
+                    non_ascii=settings.non_ascii)
     torch.manual_seed(seed)
     model = GPT(config)
     tconf = train_config("pretrain", training, len(examples), config.block_size, seed, device)
@@ -114,10 +116,10 @@ def pretrain(variant: str, corpus_path, writing_params_path, options: ModelOptio
 
 def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_path, options: ModelOptions,
              reading_params_path=None, training: Training = Training(), seed: int = 0, device: str = "auto",
-             drop_non_ascii: bool = False, answer_format: str = DIRECT.name, control: RunControl = RunControl()
-             ) -> TrainResult:
+             answer_format: str = DIRECT.name, control: RunControl = RunControl()) -> TrainResult:
     """`training` is layered over the course's finetuning settings (recipes.COURSE: "finetune" from a pretrained
-    model, "scratch" without one)."""
+    model, "scratch" without one); its non_ascii says whether the questions' non-ASCII characters are dropped,
+    as the course's NameDataset does."""
     check_output_path(writing_params_path)
     fmt = formats.answer_format(answer_format)  # an unknown name fails here, before any work
     torch.manual_seed(seed)
@@ -127,9 +129,10 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
         config = options.config(variant, 0)
         corpus = pretraining_dataset(corpus_path, config.block_size)
         model = GPT(replace(config, vocab_size=corpus.vocab_size))
+    stage = "scratch" if reading_params_path is None else "finetune"
+    drop_non_ascii = course_stage(stage).overridden_by(training).non_ascii == "drop"
     questions = fmt.training_examples(corpus, read_text(finetune_corpus_path), str(finetune_corpus_path),
                                       drop_non_ascii)
-    stage = "scratch" if reading_params_path is None else "finetune"
     tconf = train_config(stage, training, len(corpus), model.config.block_size, seed, device)
     data = {"corpus": state.fingerprint(corpus_path), "questions": state.fingerprint(finetune_corpus_path),
             "start": None if reading_params_path is None else state.fingerprint(reading_params_path),
@@ -139,10 +142,10 @@ def finetune(variant: str, corpus_path, finetune_corpus_path, writing_params_pat
 
 def data_info(data: dict) -> dict:
     """What a checkpoint's info says of the data it trained on, from the run's identity data: a finetuning's
-    answer format (how its model answers), a pretraining's objective and shares (`analyze` counts exposures
-    by them)."""
+    answer format (how its model answers) and what it did with the questions' non-ASCII characters, a
+    pretraining's objective and shares (`analyze` counts exposures by them)."""
     if "answer_format" in data:
-        return {"answer_format": data["answer_format"]}
+        return {"answer_format": data["answer_format"], "non_ascii": "drop" if data["drop_non_ascii"] else "keep"}
     return {"pretraining": {k: v for k, v in data.items() if k in DATA_SETTINGS}}
 
 
@@ -245,9 +248,9 @@ class Evaluation:
     recitations: list[str] | None = None  # what a "recite" model wrote before each answer
 
 
-def read_questions(eval_corpus_path, drop_non_ascii: bool = False, require_answers: bool = False):
-    return parse_questions(read_text(eval_corpus_path), str(eval_corpus_path), require_answers=require_answers,
-                           drop_non_ascii=drop_non_ascii)
+def read_questions(eval_corpus_path, require_answers: bool = False):
+    """The questions as written, non-ASCII characters included, as the course's evaluation reads them."""
+    return parse_questions(read_text(eval_corpus_path), str(eval_corpus_path), require_answers=require_answers)
 
 
 def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool = False,
@@ -261,8 +264,8 @@ def answer(model: GPT, vocab, questions, device: str = "auto", with_scores: bool
 
 
 def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, options: ModelOptions,
-             outputs_path=None, device: str = "auto", drop_non_ascii: bool = False,
-             abstain_below: float | None = None, with_scores: bool = False) -> Evaluation:
+             outputs_path=None, device: str = "auto", abstain_below: float | None = None,
+             with_scores: bool = False) -> Evaluation:
     """Greedy answers to a question file, scored, in the checkpoint's answer format; `with_scores` keeps each
     answer's probability too (Evaluation.scored: the same answers, for an analysis). With `abstain_below`,
     answers whose probability (`Scored.prob`: of the answer characters and closing ⁇, or for a recite model of
@@ -274,7 +277,7 @@ def evaluate(variant: str, corpus_path, reading_params_path, eval_corpus_path, o
     if abstain_below is not None and not 0.0 <= abstain_below <= 1.0:
         raise FactlabError(f"--abstain_below {abstain_below}: a probability threshold must be in [0, 1]")
     model, corpus = load_model(reading_params_path, variant, corpus_path, options)
-    questions = read_questions(eval_corpus_path, drop_non_ascii)
+    questions = read_questions(eval_corpus_path)
     fmt = checkpoint_format(reading_params_path)
     scoring = with_scores or abstain_below is not None
     decoded, recitations = answer(model, corpus.vocab, questions, device, with_scores=scoring, answer_format=fmt)

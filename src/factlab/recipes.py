@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from . import FactlabError
-from .data import BATCHINGS, OBJECTIVES
+from .data import BATCHINGS, NON_ASCII, OBJECTIVES
 from .formats import FORMATS
 from .model import SYNTHESIZER_B, GPTConfig
 from .train import DECAY_GROUPS, LR_SCHEDULES, PRECISIONS, TrainConfig
@@ -83,11 +83,11 @@ _TRAINING_TYPES = {"max_epochs": (int, True), "batch_size": (int, True), "learni
                    "weight_decay_groups": (str, False), "replay_rates": (str, False),
                    "objective": (str, False), "question_share": (float, False), "span_share": (float, True),
                    "salient_share": (float, False),
-                   "batching": (str, False), "micro_batch": (int, True)}
+                   "batching": (str, False), "micro_batch": (int, True), "non_ascii": (str, False)}
 _CHOICES = {"precision": PRECISIONS, "lr_schedule": LR_SCHEDULES, "weight_decay_groups": DECAY_GROUPS,
-            "objective": OBJECTIVES, "batching": BATCHINGS}
-# Settings of what pretraining reads rather than of the trainer (experiment.pretrain applies them).
-DATA_SETTINGS = ("objective", "question_share", "span_share", "salient_share")
+            "objective": OBJECTIVES, "batching": BATCHINGS, "non_ascii": NON_ASCII}
+# Settings of what a stage reads rather than of the trainer (experiment.pretrain and finetune apply them).
+DATA_SETTINGS = ("objective", "question_share", "span_share", "salient_share", "non_ascii")
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,7 @@ class Training:
     salient_share: float | None = None  # the chance a span-corruption draw masks a salient span (data.py)
     batching: str | None = None  # "course" (file order) or "length" (data.epoch_batches)
     micro_batch: int | None = None  # rows per forward/backward pass; the same gradient (train.TrainConfig)
+    non_ascii: str | None = None  # the question files' non-ASCII characters: "drop" (the course's) or "keep"
 
     def __post_init__(self):
         for name, (kind, positive) in _TRAINING_TYPES.items():
@@ -148,12 +149,12 @@ class Training:
 
 # The course's run.py and Trainer: 650 pretraining epochs at batch 128 and lr 6e-3 with the cosine over the first
 # 200 epochs' tokens, span corruption of every document once an epoch; finetuning at batch 256 and lr 6e-4, 10
-# epochs after pretraining or 75 without.
+# epochs after pretraining or 75 without, on questions whose non-ASCII characters its NameDataset drops.
 COURSE = {
     "pretrain": Training(max_epochs=650, batch_size=128, learning_rate=6e-3, decay_epochs=200, objective="span",
-                         question_share=0.0),
-    "finetune": Training(max_epochs=10, batch_size=256, learning_rate=6e-4, decay_epochs=200),
-    "scratch": Training(max_epochs=75, batch_size=256, learning_rate=6e-4, decay_epochs=200),
+                         question_share=0.0, non_ascii="drop"),
+    "finetune": Training(max_epochs=10, batch_size=256, learning_rate=6e-4, decay_epochs=200, non_ascii="drop"),
+    "scratch": Training(max_epochs=75, batch_size=256, learning_rate=6e-4, decay_epochs=200, non_ascii="drop"),
 }
 
 
@@ -200,8 +201,9 @@ class Recipe:
 
 
 # factlab's own trainer choices (train.py), which the CPU recipes and the demo use: their documented numbers
-# were measured with them. Their precision is the trainer's "auto": fp32 on a CPU, bf16 autocast on a GPU.
-FACTLAB_TRAINER = Training(lr_schedule="floor", weight_decay_groups="matmul", batching="length")
+# were measured with them, and with the question files' non-ASCII characters kept. Their precision is the
+# trainer's "auto": fp32 on a CPU, bf16 autocast on a GPU.
+FACTLAB_TRAINER = Training(lr_schedule="floor", weight_decay_groups="matmul", batching="length", non_ascii="keep")
 # The course's code computes in fp32, on a GPU too: the course recipe's every stage says so (bf16 is `--precision
 # bf16`; the one 650-epoch GPU run in bf16 collapsed where the course's fp32 loop did not, docs/results.md).
 COURSE_PRECISION = Training(precision="fp32")
