@@ -377,6 +377,10 @@ def test_export_keeps_the_small_outputs_and_the_report_reads_them(run_dir, tmp_p
     assert [r["prediction"] for r in exported["records"]] == \
         [r["prediction"] for r in json.loads((run_dir / "vanilla.finetune.analysis.json").read_text())["records"]]
     saved = json.loads((out / "results.json").read_text())
+    # results.md is made again from results.json's rows: the rows this fixture added to results.json are in it
+    table = (out / "results.md").read_text()
+    assert table.startswith("| run | dev exact match (95% interval) |")
+    assert [line.split(" | ")[0][2:] for line in table.splitlines()[2:]] == [r["run"] for r in saved["rows"]]
     for name, kept in saved["exported"]["metrics"].items():
         rows = [json.loads(line) for line in (out / name).read_text().splitlines()]
         full = [json.loads(line) for line in (run_dir / name).read_text().splitlines()]

@@ -13,7 +13,7 @@ from factlab.checkpoint import read_config
 from factlab.cli import main
 from factlab.evaluate import london_baseline
 from factlab.recipes import RECIPES, ModelOptions, Recipe, Training
-from factlab.reproduce import DataFiles, reproduce
+from factlab.reproduce import DataFiles, reproduce, results_markdown
 
 TINY = Recipe("tiny", "for the tests", ModelOptions(block_size=64, n_layer=2, n_head=2, n_embd=32, bottleneck_dim=8,
                                                    dropout=0.0),
@@ -57,6 +57,20 @@ def test_reproduce_all_variants(tmp_path, corpus_files):
     assert all(r["stage_seconds"]["finetune_tokens_per_s"] > 0 for r in rows if r["params"])
     assert all(r["stage_seconds"]["pretrain_steps"] > 0 for r in rows if r["run"].endswith("pretrain + finetune"))
     assert (out / "results.md").read_text().count("\n") == len(rows) + 2
+
+
+def test_the_results_table_gives_each_runs_interval_and_training_speed():
+    """results.md's row: the exact match with its 95% Wilson interval (102/500: 17.1-24.2%, as the README
+    quotes), the wall-clock and the tokens/s of each stage trained; a row without training has none."""
+    rows = [{"run": "London baseline", "correct": 25, "total": 500, "percent": 5.0, "seconds": 0.0,
+             "stage_seconds": {}},
+            {"run": "vanilla: pretrain + finetune", "correct": 102, "total": 500, "percent": 20.4, "seconds": 25509.6,
+             "stage_seconds": {"pretrain": 25348.25, "pretrain_tokens_per_s": 4355.6, "finetune": 157.4,
+                               "finetune_tokens_per_s": 4929.6}}]
+    lines = results_markdown(rows).splitlines()
+    assert lines[0] == "| run | dev exact match (95% interval) | wall-clock | training tokens/s |"
+    assert lines[2] == "| London baseline | 25/500 = 5.0% (3.4–7.3%) | 0 s | – |"
+    assert lines[3] == "| vanilla: pretrain + finetune | 102/500 = 20.4% (17.1–24.2%) | 25,510 s | pretrain 4,356, finetune 4,930 |"
 
 
 def test_cpu_fast_recipe_through_the_cli(tmp_path, corpus_files):

@@ -60,9 +60,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "sorted by length, each padded to its own longest: the same gradient with less padding "
                    "(docs/performance.md)")
     g.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (a run records its steps)")
-    g.add_argument("--non_ascii", choices=NON_ASCII, help="the finetuning questions' non-ASCII characters: drop "
-                   "(default: as the course's NameDataset, 'Ákos' becomes 'kos') or keep (as wiki.txt spells "
-                   "the names; factlab's CPU recipes)")
+    g.add_argument("--non_ascii", choices=NON_ASCII, help="non-ASCII characters of the questions trained on "
+                   "(finetuning, --mix_questions): drop (default: as the course's NameDataset, 'Ákos' becomes "
+                   "'kos') or keep (as wiki.txt spells the names; factlab's CPU recipes)")
     g.add_argument("--replay_rates", metavar="METRICS", help="take each step's learning rate from a run's "
                    "PARAMS.metrics.jsonl, for as many steps as it records: with the same seed and options but "
                    "without --max_minutes, it replays a time-limited run exactly")

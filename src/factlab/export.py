@@ -1,6 +1,6 @@
 """`factlab export`: the small outputs of a run folder, as the repository keeps them under results/RUN.
 
-Kept: results.json and results.md, every predictions and recitations file (the model's words), every analysis
+Kept: results.json and results.md (written again from results.json's rows, in today's table), every predictions and recitations file (the model's words), every analysis
 with its paths cut to file names and without the fields that quote the data (the question, the name, the gold
 answer, the nearest training name and its answer: `factlab report --data_dir` reads them from the data again),
 and the training curves
@@ -19,7 +19,7 @@ from . import FactlabError
 from .io import read_json, read_jsonl, read_text, write_text_atomic
 
 METRICS_ROWS = 1000
-KEPT = ("*.predictions", "*.recitations", "results.md")
+KEPT = ("*.predictions", "*.recitations")
 DATA_FIELDS = ("question", "name", "gold", "nearest_train_name", "nearest_train_answer")  # of analysis records
 
 
@@ -75,4 +75,7 @@ def export(run_dir, to) -> list[Path]:
     results["exported"] = {"metrics": curves, "left_out": "checkpoints, training states, logs, split question files",
                            "analysis_fields_removed": list(DATA_FIELDS)}
     write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
-    return [out / "results.json", *written]
+    from .reproduce import results_markdown  # torch comes with it: only when a run is exported
+
+    write_text_atomic(out / "results.md", results_markdown(results["rows"], results.get("scored_on", "dev")) + "\n")
+    return [out / "results.json", out / "results.md", *written]

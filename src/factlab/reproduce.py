@@ -22,6 +22,7 @@ from .io import atomic_path, read_json, write_text_atomic
 from .model import VARIANTS
 from .data import VALIDATION_SEED
 from .recipes import COURSE, RECIPE_STAGES, Recipe, Training, course_stage, recipe
+from .statistics import wilson_interval
 from .train import TrainResult, highest_memory, peak_memory, resolve_device
 
 
@@ -296,9 +297,15 @@ def results_markdown(rows: list[dict], scored_on: str = "dev") -> str:
     most confident half of the answers and the ECE (after calibration, when there is one)."""
     analysed = any("analysis" in r for r in rows)
     extra = " recalled by the pretrained model | accuracy at 50% coverage | ECE |" if analysed else ""
-    table = [f"| run | {scored_on} exact match | wall-clock |{extra}", "| --- | --- | --- |" + " --- |" * (3 * analysed)]
+    table = [f"| run | {scored_on} exact match (95% interval) | wall-clock | training tokens/s |{extra}",
+             "| --- | --- | --- | --- |" + " --- |" * (3 * analysed)]
     for r in rows:
-        line = f"| {r['run']} | {r['correct']}/{r['total']} = {r['percent']:.1f}% | {r['seconds']:.0f} s |"
+        low, high = wilson_interval(r["correct"], r["total"])
+        speeds = ", ".join(f"{stage.removesuffix('_tokens_per_s')} {speed:,.0f}"
+                           for stage, speed in (r.get("stage_seconds") or {}).items()
+                           if stage.endswith("_tokens_per_s"))
+        line = (f"| {r['run']} | {r['correct']}/{r['total']} = {r['percent']:.1f}% ({100 * low:.1f}–{100 * high:.1f}%) "
+                f"| {r['seconds']:,.0f} s | {speeds or '–'} |")
         if analysed:
             a = r.get("analysis") or {}
             recall = a.get("recall")
