@@ -205,7 +205,7 @@ class Recipe:
 # trainer's "auto": fp32 on a CPU, bf16 autocast on a GPU.
 FACTLAB_TRAINER = Training(lr_schedule="floor", weight_decay_groups="matmul", batching="length", non_ascii="keep")
 # The course's code computes in fp32, on a GPU too: the course recipe's every stage says so (bf16 is `--precision
-# bf16`; the one 650-epoch GPU run in bf16 collapsed where the course's fp32 loop did not, docs/results.md).
+# bf16`; the one 650-epoch GPU run in bf16 collapsed where the course's fp32 loop did not, docs/course-runs.md).
 COURSE_PRECISION = Training(precision="fp32")
 
 # A 128-wide model that fits an hour on 2 CPU cores: pretraining stops at 54 minutes, the cosine following the
