@@ -360,3 +360,36 @@ def test_epoch_losses_names_a_bad_line_in_one_line(tmp_path):
     bad.write_text('{"step": 1, "epoch": 1, "loss": 3.0}\n{"step": 2, "loss": 2.9}\n', encoding="utf-8")
     with pytest.raises(SystemExit, match=r"bad.jsonl: line 2: not a metrics row with epoch and loss"):
         epoch_losses.main([str(bad)])
+
+
+def test_position_loss_bands_add_up_to_the_models_own_loss(corpus_files, corpus, tmp_path, capsys):
+    """benchmarks/position_loss.py: per position, the summed losses and target counts of a checkpoint; over all
+    positions they give the model's own mean loss on the same draws. The table has one row per checkpoint and
+    one column per band; a checkpoint of another vocabulary is refused in one line."""
+    import position_loss
+
+    from factlab.checkpoint import save
+
+    dataset = CharCorruptionDataset(corpus.wiki, BLOCK, seed=0)
+    paths = []
+    for variant in ("vanilla", "perceiver"):
+        model = make_model(tiny_config(dataset.vocab_size, variant))
+        paths.append(tmp_path / f"{variant}.params")
+        save(paths[-1], model, dataset.vocab)
+    draws = [dataset[i] for i in range(8)]
+    x, y = torch.stack([d[0] for d in draws]), torch.stack([d[1] for d in draws])
+    loss, counted = position_loss.position_losses(str(paths[1]), dataset.vocab, x, y)
+    model = make_model(tiny_config(dataset.vocab_size, "perceiver")).eval()
+    with torch.no_grad():
+        _, own = model(x, y)
+    assert loss.shape == counted.shape == (x.shape[1],)
+    assert abs(loss.sum().item() / counted.sum().item() - own.item()) < 1e-5
+    assert position_loss.main([*map(str, paths), "--corpus", str(corpus_files["wiki"]), "--draws", "16"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == f"| checkpoint | 0–15 | 16–31 | 32–47 | 48–{x.shape[1] - 1} |"
+    assert [r.split(" | ")[0] for r in rows[2:]] == [f"| {p}" for p in paths]
+    assert all(float(cell) > 0 for r in rows[2:] for cell in r.strip("| ").split(" | ")[1:])
+    other = CharCorruptionDataset(corpus.wiki + "ж", BLOCK, seed=0)
+    save(tmp_path / "other.params", make_model(tiny_config(other.vocab_size)), other.vocab)
+    with pytest.raises(SystemExit, match=r"position_loss: .*other.params: checkpoint does not match: vocabulary"):
+        position_loss.main([str(tmp_path / "other.params"), "--corpus", str(corpus_files["wiki"])])

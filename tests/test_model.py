@@ -77,6 +77,31 @@ def test_causal(name, data):
     torch.testing.assert_close(after[1], before[1], rtol=1e-6, atol=1e-6)  # other sequences are untouched
 
 
+@PROPERTY
+@given(data=st.data())
+def test_a_perceiver_position_past_m_sees_only_itself_and_the_first_m_inputs(data):
+    """The course's masks (latent i reads inputs <= i; position t reads latents <= t) let m latents read only
+    the first m inputs. So the logits at a position t >= m depend on the inputs < m and on x_t (the residual)
+    alone: changing any input between m and t leaves them as they were. This is why the course's perceiver
+    cannot model text past its first m characters from context."""
+    model = random_model("perceiver")
+    m, T = model.config.bottleneck_dim, model.config.block_size
+    x = random_tokens(model.config, T)
+    s = data.draw(st.integers(m, T - 2), label="changed position")
+    changed = x.clone()
+    changed[0, s] = (x[0, s] + data.draw(st.integers(1, V - 1), label="shift")) % V
+    with torch.no_grad():
+        before, _ = model(x)
+        after, _ = model(changed)
+    torch.testing.assert_close(after[0, s + 1:], before[0, s + 1:], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(after[0, s], before[0, s], atol=1e-3)
+    early = changed.clone()
+    early[0, 0] = (x[0, 0] + 1) % V  # the first input, which every latent reads, reaches the last position
+    with torch.no_grad():
+        reached, _ = model(early)
+    assert not torch.allclose(reached[0, T - 1], after[0, T - 1], atol=1e-3)
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 @PROPERTY
 @given(length=st.integers(1, 64))
