@@ -45,12 +45,22 @@ def test_shards_cover_each_row_once(lengths, world_size):
     assert sorted(seen) == sorted(tuple(r[r != PAD_ID].tolist()) for r in x)
 
 
+# A gloo rank may abort as the process ends ("terminate called without an active exception", SIGABRT): seen twice
+# in this project, the second time on 2026-12-06 in a CI run beside a training run on 2 cores (3 reruns passed).
+# The c10d teardown race of pytorch/pytorch#179291 gives this message, although factlab's ranks meet at a barrier
+# and destroy the group first. Such a call runs once more; any other failure, or the same one twice, fails.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def factlab(args: list[str], cwd, nproc: int = 1) -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                 "--standalone"] if nproc > 1 else [sys.executable]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*launcher, "-m", "factlab.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+    for attempt in (1, 2):
+        done = subprocess.run([*launcher, "-m", "factlab.cli", *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=120)
+        if done.returncode == 0 or nproc == 1 or TEARDOWN_ABORT not in done.stderr:
+            break
     assert done.returncode == 0, done.stderr[-3000:]
 
 
