@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        block = max(read_config(p)[0].block_size for p in args.params if read_config(p) is not None)
+        headers = [read_config(p) for p in args.params]  # None for a course .params file: refused below
+        block = max(h[0].block_size for h in headers if h is not None)
         dataset = CharCorruptionDataset(read_text(args.corpus), block, seed=args.seed, source=args.corpus)
         draws = [dataset[i % len(dataset)] for i in range(args.draws)]
         x, y = torch.stack([d[0] for d in draws]), torch.stack([d[1] for d in draws])
