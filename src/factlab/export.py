@@ -1,7 +1,7 @@
 """`factlab export`: the small outputs of a run folder, as the repository keeps them under results/RUN.
 
-Kept: results.json and results.md (written again from results.json's rows, in today's table), every predictions and recitations file (the model's words), every analysis
-with its paths cut to file names and without the fields that quote the data (the question, the name, the gold
+Kept: results.json and results.md (written again from results.json's rows, in today's table), every predictions
+and recitations file (the model's words), every analysis with its paths cut to file names and without the fields that quote the data (the question, the name, the gold
 answer, the nearest training name and its answer: `factlab report --data_dir` reads them from the data again),
 and the training curves
 (`*.metrics.jsonl`) thinned to at most METRICS_ROWS evenly spaced steps (the last one always kept), which
@@ -77,5 +77,5 @@ def export(run_dir, to) -> list[Path]:
     write_text_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
     from .reproduce import results_markdown  # torch comes with it: only when a run is exported
 
-    write_text_atomic(out / "results.md", results_markdown(results["rows"], results.get("scored_on", "dev")) + "\n")
+    write_text_atomic(out / "results.md", results_markdown(results.get("rows", []), results.get("scored_on", "dev")) + "\n")
     return [out / "results.json", out / "results.md", *written]
