@@ -393,3 +393,28 @@ def test_position_loss_bands_add_up_to_the_models_own_loss(corpus_files, corpus,
     save(tmp_path / "other.params", make_model(tiny_config(other.vocab_size)), other.vocab)
     with pytest.raises(SystemExit, match=r"position_loss: .*other.params: checkpoint does not match: vocabulary"):
         position_loss.main([str(tmp_path / "other.params"), "--corpus", str(corpus_files["wiki"])])
+
+
+def test_answer_start_splits_exact_match_by_question_length(tmp_path, capsys):
+    """benchmarks/answer_start.py: a question whose text and ⁇ take at most --at characters falls in the first
+    group, a longer one in the second; each cell counts its exact matches; a predictions file of another length
+    is refused in one line naming it."""
+    import answer_start
+
+    questions = tmp_path / "dev.tsv"
+    # "Where was Ann born?" is 19 characters, + ⁇ = 20; "Where was Annabelle Smith born?" is 31 (+ ⁇ = 32)
+    questions.write_text("Where was Ann born?\tParis\nWhere was Bo born?\tRome\n"
+                         "Where was Annabelle Smith born?\tOslo\nWhere was Annabelle Smithe born?\tLima\n",
+                         encoding="utf-8")
+    predictions = tmp_path / "model.dev.predictions"
+    predictions.write_text("Paris\nLondon\nOslo\nLima\n", encoding="utf-8")
+    assert answer_start.main(["--questions", str(questions), str(predictions), "--at", "32"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith(f"| {predictions} | 2/3 = 66.7% (") and row.endswith("| 1/1 = 100.0% (20.7–100.0%) |")
+    assert answer_start.main(["--questions", str(questions), str(predictions), "--at", "20"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith(f"| {predictions} | 1/2 = 50.0% (") and "| 2/2 = 100.0% (" in row
+    short = tmp_path / "short.dev.predictions"
+    short.write_text("Paris\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"^answer_start: .*short.dev.predictions: 1 predictions for 4 questions$"):
+        answer_start.main(["--questions", str(questions), str(short)])
