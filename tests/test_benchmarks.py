@@ -242,6 +242,9 @@ def test_levers_run_on_the_validation_split_and_make_one_table(corpus_files, tmp
         "| [base](base/results.json): `tiny` as it is", "| [lm](lm/results.json): `pretrain.objective=lm`",
         "| [lm-ft](lm-ft/results.json) (pretraining of lm): `pretrain.objective=lm`, `finetune.learning_rate=1e-3`"]
     assert all("/10 = " in r and r.count(" | ") == table.splitlines()[0].count(" | ") for r in rows)
+    for row in rows:  # right among the recalled: of the recalled facts, how many the finetuned model answers
+        recalled, right = row.split(" | ")[2:4]
+        assert right.split("/")[1] == recalled.split("/")[0] and int(right.split("/")[0]) <= int(right.split("/")[1])
     assert not list(tmp_path.glob("*/*.dev.predictions"))
     # a lever that changes only the finetuning starts from the other's pretrained model, not from a new pretraining
     pretrained = [(tmp_path / lever / "vanilla.pretrain.params").read_bytes() for lever in ("lm", "lm-ft")]

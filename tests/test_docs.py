@@ -202,11 +202,12 @@ def test_the_readme_stays_short():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines (at most {README_MAX_LINES}): move detail to docs/"
 
 
-def test_the_lever_table_of_selection_md_is_the_generated_one():
-    """docs/selection.md holds the table `levers.py --table --doc` writes, the same as results/levers/levers.md
-    but for its links, so the page cannot fall behind the measured runs."""
-    page = (ROOT / "docs" / "selection.md").read_text(encoding="utf-8")
-    generated = (ROOT / "results" / "levers" / "levers.md").read_text(encoding="utf-8")
-    start = page.index("| lever |")
-    in_page = page[start:page.index("\n\n", start) + 1]
-    assert in_page.replace("](../results/levers/", "](") == generated
+@pytest.mark.parametrize("page, runs", [("selection.md", "levers"), ("finetuning.md", "course-ft")])
+def test_a_lever_table_in_the_docs_is_the_generated_one(page, runs):
+    """A page's lever table is the one `levers.py --table --doc` writes, the same as results/RUNS/levers.md but
+    for its links, so the page cannot fall behind the measured runs."""
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    generated = (ROOT / "results" / runs / "levers.md").read_text(encoding="utf-8")
+    start = text.index("| lever |")
+    in_page = text[start:text.index("\n\n", start) + 1]
+    assert in_page.replace(f"](../results/{runs}/", "](") == generated
