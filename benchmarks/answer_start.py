@@ -28,8 +28,8 @@ def groups(questions, predictions: list[str], at: int) -> dict[bool, tuple[int, 
     """(correct, total) among the questions that fit in `at` characters (True) and the others (False)."""
     out = {True: (0, 0), False: (0, 0)}
     for q, p in zip(questions, predictions):
-        correct, total = out[fits(q.question, at)]
-        out[fits(q.question, at)] = (correct + (p == q.answer), total + 1)
+        key = fits(q.question, at)
+        out[key] = (out[key][0] + (p == q.answer), out[key][1] + 1)
     return out
 
 

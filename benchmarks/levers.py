@@ -146,8 +146,8 @@ def lever_exposures(name: str, row: dict, index: CorpusIndex, validation: list[Q
 
 
 TABLE_HEADER = ("| lever | validation exact match (95% interval) | recalled by the pretrained model | "
-                "answered right, of those recalled | accuracy at 50% coverage | ECE | pretraining epochs | draws that held the place | "
-                "pretraining + finetuning | pretraining tokens/s (CPU kernels) |")
+                "answered right, of those recalled | accuracy at 50% coverage | ECE | pretraining epochs | "
+                "draws that held the place | pretraining + finetuning | pretraining tokens/s (CPU kernels) |")
 
 
 def lever_label(name: str, results: dict, link: str, variant: str) -> str:
@@ -182,7 +182,8 @@ def table(out: Path, data: Path, page_dir: Path) -> str:
                 f"| {lever_label(path.parent.name, results, link, row['variant'])} | {row['correct']}/{row['total']}"
                 f" = {row['percent']:.1f}% ({100 * low:.1f}–{100 * high:.1f}%) | "
                 f"{recall.get('recalled', '–')}/{recall.get('probed', '–')} | "
-                f"{recall.get('correct_when_recalled', '–')}/{recall.get('recalled', '–')} | {100 * a['accuracy_at_50']:.1f}% | "
+                f"{recall.get('correct_when_recalled', '–')}/{recall.get('recalled', '–')} | "
+                f"{100 * a['accuracy_at_50']:.1f}% | "
                 f"{a['ece']:.3f} | {'–' if epochs is None else f'{epochs:.0f}'} | "
                 f"{'–' if exposures is None else f'{exposures:.0f}'} | "
                 f"{times['pretrain'] + times.get('teaching', 0) + times['finetune']:,.0f} s | "
