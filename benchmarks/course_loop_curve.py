@@ -28,12 +28,12 @@ def main(argv=None) -> int:
     forward = model.forward
 
     def logged(*a, **k):  # the course's Trainer has no callback: its forward calls are seen here
-        logits, loss = forward(*a, **k)
         step[0] += 1
+        if step[0] > args.max_steps:  # stop before the forward past the last step, so the file holds max_steps rows
+            raise StopIteration
+        logits, loss = forward(*a, **k)
         log.write(json.dumps({"step": step[0], "epoch": (step[0] - 1) // steps_per_epoch + 1,
                               "loss": round(loss.item(), 5), "elapsed_s": round(time.time() - start, 2)}) + "\n")
-        if step[0] > args.max_steps:
-            raise StopIteration
         return logits, loss
 
     model.forward = logged
