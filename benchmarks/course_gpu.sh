@@ -10,8 +10,9 @@
 #
 # DATA_DIR holds the course's files (wiki.txt, birth_places_train.tsv, birth_dev.tsv, birth_test_inputs.tsv);
 # a device machine sees only the repository, so copy them into a folder that git ignores and carry it. The
-# environment may set PYTHON (default python3), DEVICE (default cuda) and EXTRA (more reproduce options, e.g.
-# --override settings for a rehearsal on a CPU with the synthetic corpus). Nothing is installed: the package is
+# environment may set PYTHON (default python3), DEVICE (default cuda), VARIANTS (default all four, e.g.
+# VARIANTS="rope synthesizer" for the ones still missing: fewer processes share the GPU) and EXTRA (more reproduce
+# options, e.g. --override settings for a rehearsal on a CPU with the synthetic corpus). Nothing is installed: the package is
 # read from src/ (torch, safetensors, tqdm, numpy and matplotlib must be there).
 set -uo pipefail
 if [ $# -lt 3 ]; then
@@ -26,7 +27,7 @@ mkdir -p "$runs" "$out" || exit 2
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
   "$python" -c "import torch; print('torch', torch.__version__)"; } > "$runs/machine.txt"
 
-variants=(vanilla synthesizer perceiver rope)
+read -r -a variants <<< "${VARIANTS:-vanilla synthesizer perceiver rope}"
 started=$SECONDS
 pids=()
 for variant in "${variants[@]}"; do
