@@ -6,7 +6,11 @@ a PNG of the curves. It reads the JSON lines that factlab's trainer writes (NAME
         results/course-h200-attempt1/course-loop-vanilla-fp32-cpu.metrics.jsonl --names factlab "the course's loop"
 
 An epoch counts only where a file holds at least --min_steps of its steps, so that the last, unfinished epoch of a
-run still going, or a file of the exported, thinned metrics, does not show the mean of a handful of batches."""
+run still going, or a file of the exported, thinned metrics, does not show the mean of a handful of batches.
+`--window K` pools each epoch with the K - 1 before it (the mean of all rows of epochs e - K + 1 to e), so that the
+thinned metrics kept in results/ (about one row in 15 for a 650-epoch run) still give a mean of enough batches:
+
+    python benchmarks/epoch_losses.py results/course-vanilla/vanilla.pretrain.params.metrics.jsonl --window 10 --min_steps 8"""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def epoch_means(path: Path, min_steps: int) -> dict[int, tuple[float, float | None]]:
-    """{epoch: (mean loss, learning rate at its last step)} for the epochs with at least min_steps steps."""
+def epoch_means(path: Path, min_steps: int, window: int = 1) -> dict[int, tuple[float, float | None]]:
+    """{epoch: (mean loss, learning rate at its last step)} for the epochs with at least min_steps steps; with a
+    window of K, each epoch's mean pools the rows of epochs e - K + 1 to e (and min_steps counts them all)."""
     losses, rates = defaultdict(list), {}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -29,7 +34,8 @@ def epoch_means(path: Path, min_steps: int) -> dict[int, tuple[float, float | No
                 raise SystemExit(f"{path}: line {number}: not a metrics row with epoch and loss ({e})") from None
             losses[epoch].append(loss)
             rates[epoch] = row.get("lr")
-    return {e: (sum(v) / len(v), rates[e]) for e, v in sorted(losses.items()) if len(v) >= min_steps}
+    pooled = {e: [loss for k in range(e - window + 1, e + 1) for loss in losses.get(k, [])] for e in losses}
+    return {e: (sum(v) / len(v), rates[e]) for e, v in sorted(pooled.items()) if len(v) >= min_steps}
 
 
 def shown_epochs(means: list[dict], every: int, chosen: list[int] | None = None) -> list[int]:
@@ -74,6 +80,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", nargs="+", type=int, help="show these epochs (and each file's last) instead")
     parser.add_argument("--min_steps", type=int, default=10,
                         help="an epoch with fewer steps in a file is left out of that file's column (default 10)")
+    parser.add_argument("--window", type=int, default=1,
+                        help="pool each epoch with the K - 1 before it, for thinned metrics files (default 1)")
     parser.add_argument("--plot", type=Path, help="also write the curves to this PNG")
     args = parser.parse_args(argv)
     names = args.names or [p.name for p in args.metrics]
@@ -82,7 +90,9 @@ def main(argv=None) -> int:
     for path in args.metrics:
         if not path.is_file():
             parser.error(f"{path}: no such file")
-    means = [epoch_means(p, args.min_steps) for p in args.metrics]
+    if args.window < 1:
+        parser.error(f"--window must be 1 or more, not {args.window}")
+    means = [epoch_means(p, args.min_steps, args.window) for p in args.metrics]
     print(table(names, means, args.every, args.epochs))
     if args.plot:
         plot(names, means, args.plot)

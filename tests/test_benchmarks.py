@@ -359,6 +359,19 @@ def test_epoch_losses_tables_each_files_epoch_means_and_leaves_out_unfinished_ep
     assert [row.split(" | ")[0] for row in capsys.readouterr().out.strip().splitlines()[2:]] == ["| 1", "| 2", "| 3"]
 
 
+def test_epoch_losses_window_pools_each_epoch_with_the_ones_before_it(tmp_path, capsys):
+    """--window 2 on a thinned file (2 rows an epoch): each epoch's mean is that of its rows and the previous
+    epoch's, and min_steps counts the pooled rows; a window below 1 is refused."""
+    import epoch_losses
+
+    thinned = write_metrics(tmp_path / "thinned.jsonl", {1: [4.0, 4.0], 2: [2.0, 2.0], 3: [1.0, 3.0]})
+    assert epoch_losses.main([str(thinned), "--window", "2", "--min_steps", "4"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[2:]
+    assert rows == ["| 2 | 3.0e-03 | 3.000 |", "| 3 | 2.0e-03 | 2.000 |"]  # epoch 1 alone has 2 rows: left out
+    with pytest.raises(SystemExit):
+        epoch_losses.main([str(thinned), "--window", "0"])
+
+
 def test_epoch_losses_names_a_bad_line_in_one_line(tmp_path):
     import epoch_losses
 
