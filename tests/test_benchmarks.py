@@ -333,6 +333,36 @@ def test_the_course_gpu_script_stops_every_run_at_its_deadline(corpus_files, tmp
     assert usage.returncode == 2 and usage.stderr.startswith("usage: ")
 
 
+def test_gpu_collapse_trains_each_setting_side_by_side_and_tables_them(corpus_files, tmp_path, capsys):
+    """A CPU rehearsal of benchmarks/gpu_collapse.py with a tiny model: two settings (one of them with AdamW
+    unfused by its switch) each pretrain 2 epochs in their own process; the JSON holds each one's exit code, epoch
+    means and verdict, and the table a column per setting. An unknown setting is refused in one line."""
+    import gpu_collapse
+
+    out = tmp_path / "collapse"
+    tiny = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "64", "--batch_size", "16"]
+    assert gpu_collapse.main(["--data", str(corpus_files["wiki"].parent), "--out", str(out), "--device", "cpu",
+                              "--epochs", "2", "--settings", "fp32,bf16-unfused", "--extra", *tiny]) == 0
+    report = json.loads((out / "gpu_collapse.json").read_text())
+    assert list(report["settings"]) == ["fp32", "bf16-unfused"] and report["epochs"] == 2
+    for name, r in report["settings"].items():
+        assert r["exit"] == 0 and list(r["epoch_means"]) == ["1", "2"] and isinstance(r["rose"], bool), name
+    assert report["settings"]["bf16-unfused"]["switches"] == {"precision": "bf16", "unfused_adamw": True}
+    assert capsys.readouterr().out.startswith("| epoch | lr | fp32 | bf16-unfused |")
+    with pytest.raises(SystemExit):
+        gpu_collapse.main(["--data", str(corpus_files["wiki"].parent), "--out", str(out), "--settings", "fp16"])
+
+
+def test_gpu_collapse_calls_a_rise_above_the_lowest_epoch_mean_a_collapse():
+    import gpu_collapse
+
+    means = {1: (3.0, None), 2: (2.0, None), 3: (2.5, None)}
+    assert gpu_collapse.rose(means, 0.2) == {"lowest": 2.0, "at_epoch": 2, "highest_after": 2.5, "rose": True}
+    assert gpu_collapse.rose(means, 0.6)["rose"] is False
+    assert gpu_collapse.rose({1: (3.0, None), 2: (2.0, None)}, 0.2)["rose"] is False  # still falling
+    assert gpu_collapse.rose({}, 0.2)["rose"] is None
+
+
 def write_metrics(path: Path, losses_by_epoch: dict[int, list[float]]) -> Path:
     step = 0
     with open(path, "w", encoding="utf-8") as f:
