@@ -12,8 +12,8 @@
 # a device machine sees only the repository, so copy them into a folder that git ignores and carry it. The
 # environment may set PYTHON (default python3), DEVICE (default cuda), VARIANTS (default all four, e.g.
 # VARIANTS="rope synthesizer" for the ones still missing: fewer processes share the GPU) and EXTRA (more reproduce
-# options, e.g. --override settings for a rehearsal on a CPU with the synthetic corpus). Nothing is installed: the package is
-# read from src/ (torch, safetensors, tqdm, numpy and matplotlib must be there).
+# options, e.g. --override settings for a rehearsal on a CPU with the synthetic corpus). Nothing is installed: the
+# package is read from src/ (torch, safetensors, tqdm, numpy and matplotlib must be there).
 set -uo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: bash benchmarks/course_gpu.sh DATA_DIR RUNS_DIR OUT_DIR [DEADLINE_S]" >&2

@@ -130,14 +130,19 @@ def main(argv=None) -> int:
         processes[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log, time.monotonic())
     report = {"machine": machine(), "variant": args.variant, "epochs": args.epochs, "seed": args.seed,
               "rise": args.rise, "settings": {}}
+    ended = {}  # each setting's seconds, taken when it ends (they run side by side)
+    while len(ended) < len(processes):
+        for name, (process, log, began) in processes.items():
+            if name not in ended and process.poll() is not None:
+                ended[name] = round(time.monotonic() - began, 1)
+                log.close()
+        time.sleep(0.5)
     means = {}
-    for name, (process, log, began) in processes.items():
-        code = process.wait()
-        log.close()
+    for name, (process, _, _) in processes.items():
         metrics = args.out / f"{name}.params.metrics.jsonl"
         means[name] = epoch_losses.epoch_means(metrics, min_steps=1) if metrics.is_file() else {}
-        report["settings"][name] = {"switches": SETTINGS[name], "exit": code,
-                                    "seconds": round(time.monotonic() - began, 1), **rose(means[name], args.rise),
+        report["settings"][name] = {"switches": SETTINGS[name], "exit": process.returncode, "seconds": ended[name],
+                                    **rose(means[name], args.rise),
                                     "epoch_means": {e: round(m, 4) for e, (m, _) in means[name].items()}}
     report["seconds"] = round(time.monotonic() - started, 1)
     (args.out / "gpu_collapse.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
