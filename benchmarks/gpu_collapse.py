@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -34,12 +33,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # epoch_losses, beside this file
 
+from factlab.io import write_text_atomic  # noqa: E402
+from factlab.model import VARIANTS  # noqa: E402
+from factlab.reproduce import hardware  # noqa: E402
+
 SETTINGS = {  # precision, TF32, attention kernels, fused AdamW
     "fp32": {"precision": "fp32"},
     "fp32-tf32": {"precision": "fp32", "tf32": True},
     "bf16": {"precision": "bf16"},
-    "bf16-noflash": {"precision": "bf16", "no_flash": True},
-    "bf16-math": {"precision": "bf16", "math_attention": True},
+    "bf16-noflash": {"precision": "bf16", "kernels_off": ["flash", "cudnn"]},
+    "bf16-math": {"precision": "bf16", "kernels_off": ["flash", "cudnn", "mem_efficient"]},
     "bf16-unfused": {"precision": "bf16", "unfused_adamw": True},
 }
 
@@ -52,12 +55,10 @@ def switch(setting: dict) -> None:
 
     if setting.get("tf32"):
         train.uses_tf32 = lambda precision, device: device.type == "cuda"
-    kernels_off = (("enable_flash_sdp", "enable_cudnn_sdp") if setting.get("no_flash") else
-                   ("enable_flash_sdp", "enable_cudnn_sdp", "enable_mem_efficient_sdp") if setting.get("math_attention")
-                   else ())
-    for enable in kernels_off:
-        if hasattr(torch.backends.cuda, enable):
-            getattr(torch.backends.cuda, enable)(False)
+    for kernel in setting.get("kernels_off", ()):  # torch.backends.cuda.enable_flash_sdp(False) and the like
+        enable = getattr(torch.backends.cuda, f"enable_{kernel}_sdp", None)
+        if enable is not None:
+            enable(False)
     if setting.get("unfused_adamw"):
         fused_adamw = train.adamw
         train.adamw = lambda model, config, fused: fused_adamw(model, config, fused=False)
@@ -86,20 +87,13 @@ def rose(means: dict[int, tuple[float, float | None]], by: float) -> dict:
             "rose": highest is not None and highest > means[low_epoch][0] + by}
 
 
-def machine() -> dict:
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"gpu": gpu, "torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the folder holding wiki.txt")
     parser.add_argument("--out", type=Path, required=True, help="metrics, logs, checkpoints and gpu_collapse.json")
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"comma-separated, of {', '.join(SETTINGS)} (default: all, side by side)")
-    parser.add_argument("--variant", default="vanilla", choices=("vanilla", "synthesizer", "perceiver", "rope"))
+    parser.add_argument("--variant", default="vanilla", choices=VARIANTS)
     parser.add_argument("--epochs", type=int, default=60, help="pretraining epochs (the course's clock; default 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
@@ -128,7 +122,7 @@ def main(argv=None) -> int:
                    "--seed", str(args.seed), "--device", args.device, "--extra", *args.extra]
         log = open(args.out / f"{name}.log", "w", encoding="utf-8")
         processes[name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log, time.monotonic())
-    report = {"machine": machine(), "variant": args.variant, "epochs": args.epochs, "seed": args.seed,
+    report = {"machine": hardware(), "variant": args.variant, "epochs": args.epochs, "seed": args.seed,
               "rise": args.rise, "settings": {}}
     ended = {}  # each setting's seconds, taken when it ends (they run side by side)
     while len(ended) < len(processes):
@@ -145,7 +139,7 @@ def main(argv=None) -> int:
                                     **rose(means[name], args.rise),
                                     "epoch_means": {e: round(m, 4) for e, (m, _) in means[name].items()}}
     report["seconds"] = round(time.monotonic() - started, 1)
-    (args.out / "gpu_collapse.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(args.out / "gpu_collapse.json", json.dumps(report, indent=1) + "\n")
     print(epoch_losses.table(settings, [means[s] for s in settings], every=10))
     for name in settings:
         r = report["settings"][name]
